@@ -1,0 +1,203 @@
+"""The guard's configuration: typed options, ``LAUNCHGUARD_*`` environment variables, validation.
+
+Precedence: an explicit keyword argument, then the environment variable, then the default.
+Every value is validated once, at construction; a bad one raises :class:`ConfigError` naming the
+option (or the variable) and the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+__all__ = ["OTEL_BUCKETS", "Config", "ConfigError", "RouteResolver"]
+
+#: OpenTelemetry's advisory buckets for ``http.server.request.duration`` (seconds).
+OTEL_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; raised at construction, never per request."""
+
+
+def _opt(default: Any, doc: str, *, env: bool = True) -> Any:
+    return field(default=default, metadata={"doc": doc, "env": env})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Validated options. Build it with :meth:`build`; :class:`LaunchGuard` does."""
+
+    service: str = _opt("app", "Service name, shown in `launchguard_build_info`.")
+    version: str = _opt("", "Application version, shown in `launchguard_build_info`.")
+    release: str = _opt("", "Deploy identifier (git SHA, tag), shown in `launchguard_build_info`.")
+    metrics_path: str = _opt("/metrics", "Path that serves the metrics; `off` disables it.")
+    metrics_token: str = _opt("", "If set, `/metrics` requires `Authorization: Bearer <token>`.")
+    metrics_allow: tuple[str, ...] = _opt(
+        (), "Client networks (CIDR, comma-separated in the env var) allowed to scrape; empty: any."
+    )
+    api_budget: float = _opt(0.3, "p95 latency budget of API (JSON) routes, seconds.")
+    page_budget: float = _opt(0.5, "p95 latency budget of page (HTML) routes, seconds.")
+    slow_request: float = _opt(1.0, "A request slower than this many seconds is a slow request.")
+    buckets: tuple[float, ...] = _opt(
+        (), "Histogram bucket bounds in seconds; default: OpenTelemetry's plus every budget."
+    )
+    exclude_paths: tuple[str, ...] = _opt(
+        (), "Exact paths never recorded (the guard's own endpoints never are)."
+    )
+    max_routes: int = _opt(
+        1000, "Distinct route labels kept; beyond it requests count under `__overflow__`."
+    )
+    unmatched_route: str = _opt(
+        "__unmatched__", "Route label of requests no route matched (404s, scanners, redirects)."
+    )
+    route_resolver: RouteResolver | None = _opt(
+        None,
+        "Callable(scope or environ) -> route template, for apps the guard cannot read.",
+        env=False,
+    )
+    registry: Any = _opt(
+        None, "prometheus-client `CollectorRegistry`; default: the global `REGISTRY`.", env=False
+    )
+
+    @classmethod
+    def build(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+        """Merge explicit options, ``LAUNCHGUARD_*`` variables and defaults, then validate."""
+        environ = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(explicit) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown launchguard option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if explicit.get(f.name) is not None:
+                values[f.name] = _coerce(f.name, explicit[f.name], f.default, source=None)
+                continue
+            var = env_var(f.name)
+            if f.metadata["env"] and var in environ:
+                values[f.name] = _coerce(f.name, environ[var], f.default, source=var)
+        config = cls(**values)
+        config._validate()
+        return config
+
+    def _validate(self) -> None:
+        if not self.service.strip():
+            _bad("service", self.service, "must not be empty")
+        if self.metrics_path and not self.metrics_path.startswith("/"):
+            _bad("metrics_path", self.metrics_path, "must start with '/' (or be 'off')")
+        for name in ("api_budget", "page_budget", "slow_request"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                _bad(name, value, "must be a positive number of seconds")
+        if self.buckets:
+            if any(not (b > 0 and math.isfinite(b)) for b in self.buckets):
+                _bad("buckets", self.buckets, "bounds must be positive finite seconds")
+            if list(self.buckets) != sorted(set(self.buckets)):
+                _bad("buckets", self.buckets, "bounds must be strictly increasing")
+        if self.max_routes < 1:
+            _bad("max_routes", self.max_routes, "must be at least 1")
+        for cidr in self.metrics_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                _bad("metrics_allow", cidr, "is not an IP network such as '10.0.0.0/8'")
+        for path in self.exclude_paths:
+            if not path.startswith("/"):
+                _bad("exclude_paths", path, "each path must start with '/'")
+        if self.route_resolver is not None and not callable(self.route_resolver):
+            _bad("route_resolver", self.route_resolver, "must be callable")
+
+    @property
+    def histogram_buckets(self) -> tuple[float, ...]:
+        """The buckets in use: the configured ones, or OTel's plus every budget."""
+        if self.buckets:
+            return self.buckets
+        budgets = {self.api_budget, self.page_budget, self.slow_request}
+        return tuple(sorted(set(OTEL_BUCKETS) | budgets))
+
+
+def env_var(option: str) -> str:
+    """The environment variable that sets ``option``."""
+    return "LAUNCHGUARD_" + option.upper()
+
+
+def options_table() -> list[tuple[str, str, str, str]]:
+    """(option, environment variable, default, description) for every option, for the docs."""
+    rows = []
+    for f in fields(Config):
+        default = "" if f.default is MISSING else repr(f.default)
+        var = env_var(f.name) if f.metadata["env"] else "-"
+        rows.append((f.name, var, default, f.metadata["doc"]))
+    return rows
+
+
+def _bad(option: str, value: object, problem: str) -> None:
+    raise ConfigError(f"launchguard option {option}={value!r}: {problem}")
+
+
+def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
+    """Turn ``value`` into the type of ``default``; ``source`` names an env var, if any."""
+    where = f"environment variable {source}={value!r}" if source else f"option {name}={value!r}"
+    if name == "metrics_path" and isinstance(value, str) and value.lower() in ("off", "none", ""):
+        return ""
+    if default is None:  # callables and objects: taken as given
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"launchguard {where}: expected true or false")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"launchguard {where}: expected a whole number")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"launchguard {where}: expected a number of seconds")
+    if isinstance(default, tuple):
+        items: list[Any]
+        if isinstance(value, str):
+            items = [part.strip() for part in value.split(",") if part.strip()]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items = list(value)
+        else:
+            raise ConfigError(f"launchguard {where}: expected a list")
+        if name == "buckets":
+            try:
+                return tuple(float(item) for item in items)
+            except (TypeError, ValueError):
+                raise ConfigError(f"launchguard {where}: expected numbers of seconds") from None
+        if not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"launchguard {where}: expected a list of strings")
+        return tuple(items)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"launchguard {where}: expected a string")
+        return value
+    return value  # pragma: no cover - every option has one of the types above

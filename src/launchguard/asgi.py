@@ -1,0 +1,137 @@
+"""The ASGI adapter: pure ASGI middleware, observing the response by wrapping ``send``.
+
+Usage::
+
+    from launchguard import LaunchGuard
+
+    app = LaunchGuard(service="portal").asgi(app)
+    # or, for Starlette / FastAPI:
+    app.add_middleware(LaunchGuardMiddleware, guard=LaunchGuard(service="portal"))
+
+Websocket and lifespan scopes pass straight through. Nothing is buffered: every message goes
+to the server as the app sends it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from .routes import AsgiRoutes
+from .timing import Exchange
+
+if TYPE_CHECKING:
+    from ._guard import LaunchGuard
+
+__all__ = ["LaunchGuardMiddleware"]
+
+
+class LaunchGuardMiddleware:
+    """Times every HTTP request of ``app`` and serves the guard's endpoints."""
+
+    def __init__(self, app: ASGIApp, guard: LaunchGuard | None = None) -> None:
+        if guard is None:
+            from ._guard import LaunchGuard
+
+            guard = LaunchGuard()
+        self.app = app
+        self.guard = guard
+        self._timer = guard.timer
+        self._errors = guard.errors
+        self._routes = AsgiRoutes(app, guard.route_labels, guard.config.route_resolver)
+        self._metrics_path = guard.config.metrics_path or None
+        self._skip = frozenset(guard.config.exclude_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == self._metrics_path:
+            await self._serve_metrics(scope, send)
+            return
+        if path in self._skip:
+            await self.app(scope, receive, send)
+            return
+        routes = self._routes
+        if routes.needs_app:
+            routes.note_app(scope)
+        entry_root = scope.get("root_path", "")
+        exchange = self._timer.begin(scope["method"])
+
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not exchange.complete:
+                exchange.disconnected = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                exchange.status = message["status"]
+            elif (
+                kind == "http.response.body" and not message.get("more_body", False)
+            ) or kind == "http.response.pathsend":
+                try:
+                    await send(message)
+                except OSError:
+                    exchange.disconnected = True
+                    raise
+                exchange.body_done()
+                return
+            try:
+                await send(message)
+            except OSError:
+                exchange.disconnected = True
+                raise
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except BaseException as exc:
+            self._finish(scope, entry_root, exchange, exc)
+            raise
+        self._finish(scope, entry_root, exchange, None)
+
+    def _finish(
+        self, scope: Scope, entry_root: str, exchange: Exchange, exc: BaseException | None
+    ) -> None:
+        try:
+            exchange.route = self._routes.resolve(scope, entry_root)
+        except Exception as error:
+            self._errors.record("routes", error)
+        self._timer.finish(exchange, exc)
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        endpoint = self.guard.metrics_endpoint
+        if endpoint is None:  # pragma: no cover - the path is only set when it exists
+            return
+        headers = _headers(scope)
+        client = scope.get("client")
+        status, response_headers, body = endpoint.respond(
+            scope["method"],
+            accept=headers.get("accept", ""),
+            accept_encoding=headers.get("accept-encoding", ""),
+            authorization=headers.get("authorization", ""),
+            client=client[0] if client else None,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in response_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers the guard's endpoints read, lower-cased, decoded as latin-1."""
+    wanted = {b"accept", b"accept-encoding", b"authorization"}
+    found: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        name = bytes(name).lower()
+        if name in wanted:
+            key = name.decode("latin-1")
+            text = bytes(value).decode("latin-1")
+            found[key] = f"{found[key]}, {text}" if key in found else text
+    return found

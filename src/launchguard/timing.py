@@ -1,0 +1,105 @@
+"""Where a request is timed: the per-request core shared by the ASGI and WSGI adapters.
+
+An adapter calls :meth:`RequestTimer.begin` when a request arrives, fills in the
+:class:`Exchange` as it watches the response go out (status, last body byte, disconnect, route),
+and calls :meth:`RequestTimer.finish` exactly once when the app returns or raises. The rules of
+what gets recorded live here, once:
+
+- the duration ends at the last body byte (``Exchange.end``), so background work the app does
+  after the response is complete is not counted;
+- an exception before the response started is a 500 with ``error_type`` = the exception class;
+  an exception after it started keeps the sent status and still sets ``error_type``;
+- a 5xx without an exception sets ``error_type`` to the status code (OpenTelemetry's rule);
+- a client that disconnected before the response was complete is a 499, even if the app
+  went on to send a response nobody received;
+- unknown methods are ``_OTHER``.
+
+Nothing here raises into the request: a failure is handed to :class:`InternalErrors`.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from ._internal import InternalErrors
+from .metrics import RequestMetrics
+
+__all__ = ["Exchange", "RequestTimer", "normalize_method"]
+
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+)
+_STATUS_TEXT = {code: str(code) for code in range(100, 600)}
+
+
+def normalize_method(method: str) -> str:
+    """The method label: a known HTTP method, else ``_OTHER``."""
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
+class Exchange:
+    """What the adapter saw of one request and its response."""
+
+    __slots__ = ("complete", "disconnected", "end", "error_type", "method", "route", "start",
+                 "status")  # fmt: skip
+
+    def __init__(self, method: str, start: float) -> None:
+        self.method = method
+        self.start = start
+        #: When the last body byte was handed to the server; 0.0 until then.
+        self.end = 0.0
+        #: The response status once ``start_response`` / ``http.response.start`` was sent.
+        self.status = 0
+        self.complete = False
+        #: The client went away before the response was complete.
+        self.disconnected = False
+        self.route: str | None = None
+        self.error_type = ""
+
+    def body_done(self) -> None:
+        """Mark the last body byte as sent, now."""
+        self.end = perf_counter()
+        self.complete = True
+
+
+class RequestTimer:
+    """Records each request into the metrics, with the rules in the module docstring."""
+
+    def __init__(self, metrics: RequestMetrics, errors: InternalErrors, unmatched: str) -> None:
+        self._metrics = metrics
+        self._errors = errors
+        self._unmatched = unmatched
+
+    def begin(self, method: str) -> Exchange:
+        """Start timing a request."""
+        method = method if method in KNOWN_METHODS else "_OTHER"
+        try:
+            self._metrics.active_child(method).inc()
+        except Exception as exc:
+            self._errors.record("metrics", exc)
+        return Exchange(method, perf_counter())
+
+    def finish(self, exchange: Exchange, exc: BaseException | None = None) -> None:
+        """Record ``exchange`` once the app has returned (``exc`` is None) or raised."""
+        try:
+            end = exchange.end or perf_counter()
+            status = exchange.status
+            error_type = exchange.error_type
+            if exc is not None:
+                error_type = type(exc).__qualname__
+            if not status:  # nothing was sent: the server answers 500
+                status = 500
+            if exchange.disconnected:
+                status = 499
+            elif status >= 500 and not error_type:
+                error_type = _STATUS_TEXT.get(status, "_OTHER")
+            self._metrics.active_child(exchange.method).dec()
+            self._metrics.observe(
+                exchange.method,
+                exchange.route or self._unmatched,
+                _STATUS_TEXT.get(status, "_OTHER"),
+                error_type,
+                end - exchange.start,
+            )
+        except Exception as error:
+            self._errors.record("metrics", error)
