@@ -223,7 +223,7 @@ class TestErrors:
         """A client gone before the response is recorded as 499."""
 
         async def waits_for_client(request: Request) -> Response:
-            while not await request.is_disconnected():
+            while not await request.is_disconnected():  # noqa: ASYNC110 - polling is the point
                 await asyncio.sleep(0.01)
             return PlainTextResponse("nobody listens")
 

@@ -72,13 +72,7 @@ class Config:
     def build(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
         """Merge explicit options, ``LAUNCHGUARD_*`` variables and defaults, then validate."""
         environ = os.environ if environ is None else environ
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(explicit) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown launchguard option(s) {', '.join(map(repr, unknown))}; "
-                f"valid options: {', '.join(sorted(known))}"
-            )
+        check_names(explicit)
         values: dict[str, Any] = {}
         for f in fields(cls):
             if explicit.get(f.name) is not None:
@@ -125,6 +119,17 @@ class Config:
             return self.buckets
         budgets = {self.api_budget, self.page_budget, self.slow_request}
         return tuple(sorted(set(OTEL_BUCKETS) | budgets))
+
+
+def check_names(options: Mapping[str, Any]) -> None:
+    """Fail with the list of valid options if ``options`` has an unknown name."""
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown launchguard option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(sorted(known))}"
+        )
 
 
 def env_var(option: str) -> str:

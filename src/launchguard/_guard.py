@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._config import Config, RouteResolver
+from ._config import Config, RouteResolver, check_names
 from ._internal import InternalErrors
 from .admin import MetricsEndpoint
 from .metrics import RequestMetrics
@@ -77,7 +77,9 @@ class LaunchGuard:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> LaunchGuard:
         """A guard from a settings mapping (Django's ``LAUNCHGUARD`` dict, say)."""
-        return cls(**dict(settings or {}))
+        options = dict(settings or {})
+        check_names(options)
+        return cls(**options)
 
     def asgi(self, app: ASGIApp) -> LaunchGuardMiddleware:
         """Wrap an ASGI app."""

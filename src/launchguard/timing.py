@@ -20,9 +20,11 @@ Nothing here raises into the request: a failure is handed to :class:`InternalErr
 from __future__ import annotations
 
 from time import perf_counter
+from typing import TYPE_CHECKING
 
-from ._internal import InternalErrors
-from .metrics import RequestMetrics
+if TYPE_CHECKING:
+    from ._internal import InternalErrors
+    from .metrics import RequestMetrics
 
 __all__ = ["Exchange", "RequestTimer", "normalize_method"]
 
