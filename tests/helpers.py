@@ -32,7 +32,9 @@ def scrape(registry: CollectorRegistry) -> list[Sample]:
 def value(samples: list[Sample], name: str, **labels: str) -> float:
     """The sum of the samples named ``name`` whose labels include ``labels``."""
     return sum(
-        v for n, lbls, v in samples if n == name and all(lbls.get(k) == x for k, x in labels.items())
+        v
+        for n, lbls, v in samples
+        if n == name and all(lbls.get(k) == x for k, x in labels.items())
     )
 
 

@@ -92,10 +92,16 @@ class TestRecording:
         assert status_of(await call(app, "/items/42")) == 200
         samples = scrape(registry)
         assert (
-            value(samples, COUNT, http_route="/items/{item_id}", http_request_method="GET",
-                  http_response_status_code="200", error_type="")
+            value(
+                samples,
+                COUNT,
+                http_route="/items/{item_id}",
+                http_request_method="GET",
+                http_response_status_code="200",
+                error_type="",
+            )
             == 1
-        )  # fmt: skip
+        )
         assert value(samples, SUM, http_route="/items/{item_id}") > 0
 
     async def test_parameterised_mount_gets_its_template(self, registry: CollectorRegistry) -> None:
@@ -120,8 +126,10 @@ class TestRecording:
         app = guarded(registry)
         assert status_of(await call(app, "/items/1", "POST")) == 405
         samples = scrape(registry)
-        assert value(samples, COUNT, http_route="/items/{item_id}",
-                     http_response_status_code="405") == 1  # fmt: skip
+        assert (
+            value(samples, COUNT, http_route="/items/{item_id}", http_response_status_code="405")
+            == 1
+        )
 
     async def test_unknown_method_is_other(self, registry: CollectorRegistry) -> None:
         """A method outside the HTTP registry is recorded as ``_OTHER``."""
@@ -178,8 +186,9 @@ class TestErrors:
         assert info.value is caught[0]
         samples = scrape(registry)
         assert value(samples, COUNT) == 1
-        assert value(samples, COUNT, http_response_status_code="500",
-                     error_type="RuntimeError") == 1  # fmt: skip
+        assert (
+            value(samples, COUNT, http_response_status_code="500", error_type="RuntimeError") == 1
+        )
 
     async def test_add_middleware_sees_exception_inside_server_error_middleware(
         self, registry: CollectorRegistry
@@ -191,8 +200,16 @@ class TestErrors:
         with pytest.raises(RuntimeError):
             await call(app, "/boom")
         samples = scrape(registry)
-        assert value(samples, COUNT, http_route="/boom", http_response_status_code="500",
-                     error_type="RuntimeError") == 1  # fmt: skip
+        assert (
+            value(
+                samples,
+                COUNT,
+                http_route="/boom",
+                http_response_status_code="500",
+                error_type="RuntimeError",
+            )
+            == 1
+        )
 
     async def test_exception_after_response_started_keeps_status(
         self, registry: CollectorRegistry

@@ -77,8 +77,10 @@ class TestBodies:
 
         g = guard(registry, route_resolver=lambda env: "/hello")
         assert g.wsgi(app)(environ(), lambda *a: None) is body
-        assert value(scrape(registry), COUNT, http_route="/hello",
-                     http_response_status_code="200") == 1  # fmt: skip
+        assert (
+            value(scrape(registry), COUNT, http_route="/hello", http_response_status_code="200")
+            == 1
+        )
 
     def test_generator_is_timed_to_exhaustion_and_closed(self, registry: CollectorRegistry) -> None:
         """A generator body is recorded only when the server closes it, close() passed on."""
@@ -175,8 +177,12 @@ class TestBodies:
 
         result = guard(registry).wsgi(app)(environ(method="HEAD"), lambda *a: None)
         result.close()  # type: ignore[attr-defined]
-        assert value(scrape(registry), COUNT, http_response_status_code="200",
-                     http_request_method="HEAD") == 1  # fmt: skip
+        assert (
+            value(
+                scrape(registry), COUNT, http_response_status_code="200", http_request_method="HEAD"
+            )
+            == 1
+        )
 
     def test_close_called_twice_records_once(self, registry: CollectorRegistry) -> None:
         """A second close() does not record the request again."""
