@@ -69,6 +69,7 @@ class RequestTimer:
 
     def __init__(self, metrics: RequestMetrics, errors: InternalErrors, unmatched: str) -> None:
         self._metrics = metrics
+        self._start = metrics.start
         self._errors = errors
         self._unmatched = unmatched
 
@@ -76,7 +77,7 @@ class RequestTimer:
         """Start timing a request."""
         method = method if method in KNOWN_METHODS else "_OTHER"
         try:
-            self._metrics.active_child(method).inc()
+            self._start(method)
         except Exception as exc:
             self._errors.record("metrics", exc)
         return Exchange(method, perf_counter())
@@ -95,7 +96,6 @@ class RequestTimer:
                 status = 499
             elif status >= 500 and not error_type:
                 error_type = _STATUS_TEXT.get(status, "_OTHER")
-            self._metrics.active_child(exchange.method).dec()
             self._metrics.observe(
                 exchange.method,
                 exchange.route or self._unmatched,

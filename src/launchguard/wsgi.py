@@ -7,8 +7,10 @@ Usage::
     app = LaunchGuard(service="portal").wsgi(app)
 
 A list or tuple body is complete when the app returns, so it is passed through as it is (the
-server keeps its Content-Length shortcut). Any other iterable (generators, ``wsgi.file_wrapper``)
-is wrapped: the timing ends when it is exhausted, and ``close()`` is always passed on.
+server keeps its Content-Length shortcut); so is a body an integration marked complete (the
+Flask one does for non-streamed responses). Any other iterable (generators,
+``wsgi.file_wrapper``) is wrapped: the timing ends when it is exhausted, and ``close()`` is
+always passed on.
 """
 
 from __future__ import annotations
@@ -57,19 +59,23 @@ class LaunchGuardWSGI:
         def guarded_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
         ) -> Callable[[bytes], object]:
-            exchange.status = _status_code(status)
+            try:
+                exchange.status = int(status[:3])
+            except (TypeError, ValueError):
+                exchange.status = 0
             return start_response(status, headers, exc_info)
 
         try:
             body = self.app(environ, guarded_start_response)
+            if not exchange.complete and type(body) is not list and type(body) is not tuple:
+                return _GuardedBody(body, environ, exchange, self)
         except BaseException as exc:
             self.finish(environ, exchange, exc)
             raise
-        if type(body) is list or type(body) is tuple:
+        if not exchange.complete:
             exchange.body_done()
-            self.finish(environ, exchange, None)
-            return body
-        return _GuardedBody(body, environ, exchange, self)
+        self.finish(environ, exchange, None)
+        return body
 
     def finish(self, environ: Environ, exchange: Exchange, exc: BaseException | None) -> None:
         """Resolve the route (if no integration did) and record the request."""
@@ -99,59 +105,58 @@ class LaunchGuardWSGI:
 _REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed"}
 
 
-def _status_code(status: str) -> int:
-    try:
-        return int(status[:3])
-    except (TypeError, ValueError):
-        return 0
-
-
 class _GuardedBody:
-    """A response body that records the request when exhausted and closed."""
+    """A response body that records the request when it is exhausted (or closed early)."""
 
-    __slots__ = ("_body", "_environ", "_exc", "_exchange", "_iterator", "_owner")
+    __slots__ = ("_body", "_environ", "_exchange", "_iterator", "_owner")
 
     def __init__(
         self, body: Iterable[bytes], environ: Environ, exchange: Exchange, owner: LaunchGuardWSGI
     ) -> None:
         self._body = body
-        self._iterator: Iterator[bytes] | None = None
+        self._iterator = iter(body)
         self._environ = environ
-        self._exchange = exchange
+        self._exchange: Exchange | None = exchange
         self._owner = owner
-        self._exc: BaseException | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = iter(self._body)
         try:
-            return next(iterator)
+            return next(self._iterator)
         except StopIteration:
-            self._exchange.body_done()
+            exchange = self._exchange
+            if exchange is not None:
+                exchange.body_done()
+                self._record(exchange, None)
             raise
         except BaseException as exc:
-            self._exc = exc
+            exchange = self._exchange
+            if exchange is not None:
+                self._record(exchange, exc)
             raise
 
     def close(self) -> None:
-        exchange = self._exchange
+        """Pass ``close()`` on, always; a body closed before its end is an abandoned one."""
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         except BaseException as exc:
-            self._exc = self._exc or exc
-            raise
-        finally:
+            exchange = self._exchange
             if exchange is not None:
-                self._exchange = None  # type: ignore[assignment]  # close() may come twice
-                if not exchange.complete and self._exc is None and _expects_body(exchange):
-                    exchange.disconnected = True  # the server gave up on the body
-                self._owner.finish(self._environ, exchange, self._exc)
+                self._record(exchange, exc)
+            raise
+        exchange = self._exchange
+        if exchange is not None:
+            if _expects_body(exchange):
+                exchange.disconnected = True  # the server gave up before the end
+            self._record(exchange, None)
+
+    def _record(self, exchange: Exchange, exc: BaseException | None) -> None:
+        self._exchange = None  # record once, whatever the server calls next
+        self._owner.finish(self._environ, exchange, exc)
 
 
 def _expects_body(exchange: Exchange) -> bool:

@@ -9,12 +9,14 @@ Usage::
 
 It wraps ``app.wsgi_app`` with the guard, labels each request with its URL rule
 (``/users/<int:user_id>`` becomes ``/users/{user_id}``), and records the class of an unhandled
-exception that Flask turns into a 500. Calling it twice is a no-op; :func:`remove` undoes it.
+exception that Flask turns into a 500. A response whose body is already in memory is recorded
+when the app returns; a streamed one when the server has sent its last chunk. Calling it twice
+is a no-op; :func:`remove` undoes it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._extras import MissingExtraError
 
@@ -46,15 +48,20 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
     labels = guard.route_labels
     templates: dict[str, str] = {}
 
-    def label_route() -> None:
-        exchange = flask.request.environ.get(EXCHANGE_KEY)
-        rule = flask.request.url_rule
-        if exchange is None or rule is None:
-            return
-        label = templates.get(rule.rule)
-        if label is None:
-            label = templates[rule.rule] = labels.admit(flask_template(rule.rule))
-        exchange.route = label
+    def label_response(response: flask.Response) -> flask.Response:
+        request = cast(Any, flask.request)._get_current_object()  # one proxy lookup, not two
+        exchange = request.environ.get(EXCHANGE_KEY)
+        if exchange is None:
+            return response
+        rule = request.url_rule
+        if rule is not None:
+            label = templates.get(rule.rule)
+            if label is None:
+                label = templates[rule.rule] = labels.admit(flask_template(rule.rule))
+            exchange.route = label
+        if not response.is_streamed:
+            exchange.body_done()  # the body is in memory: record when the app returns
+        return response
 
     def note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
         exchange = flask.request.environ.get(EXCHANGE_KEY)
@@ -63,12 +70,12 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
 
     original = app.wsgi_app
     app.wsgi_app = LaunchGuardWSGI(original, guard=guard)  # type: ignore[method-assign, assignment]
-    app.before_request_funcs.setdefault(None, []).insert(0, label_route)
+    app.after_request_funcs.setdefault(None, []).append(label_response)
     flask.got_request_exception.connect(note_exception, app, weak=False)
     app.extensions[_EXTENSION] = {
         "guard": guard,
         "original": original,
-        "before": label_route,
+        "after": label_response,
         "on_exception": note_exception,
     }
     return guard
@@ -80,7 +87,7 @@ def remove(app: flask.Flask) -> None:
     if installed is None:
         return
     app.wsgi_app = installed["original"]  # type: ignore[method-assign]
-    funcs = app.before_request_funcs.get(None, [])
-    if installed["before"] in funcs:
-        funcs.remove(installed["before"])
+    funcs = app.after_request_funcs.get(None, [])
+    if installed["after"] in funcs:
+        funcs.remove(installed["after"])
     flask.got_request_exception.disconnect(installed["on_exception"], app)
