@@ -1,0 +1,1 @@
+"""Runnable example apps: one client portal in FastAPI, Flask and Django."""

@@ -1,0 +1,1 @@
+"""The client portal on Django (SQLite), guarded by launchguard."""

@@ -1,0 +1,1 @@
+"""Customers, invoices and profiles: the portal's only app."""

@@ -1,0 +1,1 @@
+"""The client portal on FastAPI + SQLAlchemy 2.x, guarded by launchguard."""

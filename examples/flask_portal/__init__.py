@@ -1,0 +1,1 @@
+"""The client portal on Flask + stdlib sqlite3, guarded by launchguard."""
