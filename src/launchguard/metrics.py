@@ -24,7 +24,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["DURATION", "RequestMetrics", "RequestStore", "exposition", "multiprocess_dir"]
+__all__ = [
+    "DURATION",
+    "FastHistogram",
+    "RequestMetrics",
+    "RequestStore",
+    "exposition",
+    "multiprocess_dir",
+]
 
 DURATION = "http_server_request_duration_seconds"
 ACTIVE = "http_server_active_requests"
@@ -37,6 +44,19 @@ MAX_ERROR_TYPES = 100
 _DURATION_HELP = "Duration of HTTP server requests, to the last body byte."
 _ACTIVE_HELP = "Number of HTTP server requests in flight."
 _LABELS = ("http_request_method", "http_route", "http_response_status_code", "error_type")
+DB_QUERIES = (
+    "launchguard_db_queries_per_request",
+    "Database statements issued per request.",
+    ("http_route",),
+    (0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0),
+)
+DB_TIME = (
+    "launchguard_db_time_per_request_seconds",
+    "Time spent in database statements per request.",
+    ("http_route",),
+    (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+FINDINGS = "launchguard_query_findings"
 _bundles: weakref.WeakKeyDictionary[CollectorRegistry, RequestMetrics] = weakref.WeakKeyDictionary()
 _bundles_lock = threading.Lock()
 
@@ -48,8 +68,8 @@ def multiprocess_dir() -> str | None:
     )
 
 
-class RequestStore:
-    """The request histogram and in-flight gauge of one process, as a registry collector.
+class FastHistogram:
+    """One histogram family of this process, as a registry collector.
 
     prometheus-client's own ``Histogram`` takes two locks and a linear bucket scan per
     observation; this keeps each label set's bucket counts in a list, finds the bucket with
@@ -57,13 +77,47 @@ class RequestStore:
     (there, the values must live in prometheus-client's shared files).
     """
 
-    def __init__(self, buckets: tuple[float, ...]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> None:
+        self.name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
         self._bounds = list(buckets)
         self._les = [floatToGoString(b) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._width = len(buckets) + 2  # one count per bucket, +Inf, then the sum
-        self._series: dict[tuple[str, str, str, str], list[float]] = {}
-        self._active: dict[str, int] = {}
+        self._series: dict[tuple[str, ...], list[float]] = {}
         self._lock = threading.Lock()
+
+    def observe(self, key: tuple[str, ...], value: float) -> None:
+        """Record ``value`` under the label values ``key``."""
+        series = self._series.get(key)
+        if series is None:
+            series = self._series.setdefault(key, [0.0] * self._width)
+        index = bisect_left(self._bounds, value)
+        with self._lock:
+            series[index] += 1
+            series[-1] += value
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)]
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            snapshot = [(key, list(values)) for key, values in self._series.items()]
+        family = HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)
+        for key, values in snapshot:
+            buckets = list(zip(self._les, accumulate(values[:-1]), strict=True))
+            family.add_metric(list(key), buckets, values[-1])
+        return [family]
+
+
+class RequestStore(FastHistogram):
+    """The request-duration histogram plus the in-flight gauge, updated under one lock."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets)
+        self._active: dict[str, int] = {}
 
     def start(self, method: str) -> None:
         with self._lock:
@@ -81,35 +135,54 @@ class RequestStore:
 
     def describe(self) -> list[Metric]:
         return [
-            HistogramMetricFamily(DURATION, _DURATION_HELP, labels=_LABELS),
+            *super().describe(),
             GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",)),
         ]
 
     def collect(self) -> list[Metric]:
         with self._lock:
-            snapshot = [(key, list(values)) for key, values in self._series.items()]
             active = list(self._active.items())
-        histogram = HistogramMetricFamily(DURATION, _DURATION_HELP, labels=_LABELS)
-        for key, values in snapshot:
-            cumulative = list(accumulate(values[:-1]))
-            histogram.add_metric(
-                list(key), list(zip(self._les, cumulative, strict=True)), values[-1]
-            )
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))
         for method, count in active:
             gauge.add_metric([method], count)
-        return [histogram, gauge]
+        return [*super().collect(), gauge]
 
 
-class _SharedStore:
-    """The same interface on prometheus-client's metrics, for multiprocess mode."""
+class _SharedHistogram:
+    """``FastHistogram``'s interface on prometheus-client's histogram, for multiprocess mode."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.histogram = Histogram(
+            name, documentation, labelnames, buckets=buckets, registry=registry
+        )
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def observe(self, key: tuple[str, ...], value: float) -> None:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.histogram.labels(*key)
+        child.observe(value)
+
+
+class _SharedStore(_SharedHistogram):
+    """``RequestStore``'s interface on prometheus-client's metrics, for multiprocess mode."""
 
     def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
-        self.duration = Histogram(DURATION, _DURATION_HELP, _LABELS, buckets=buckets,
-                                  registry=registry)  # fmt: skip
-        self.active = Gauge(ACTIVE, _ACTIVE_HELP, ("http_request_method",), registry=registry,
-                            multiprocess_mode="livesum")  # fmt: skip
-        self._children: dict[tuple[str, str, str, str], Any] = {}
+        super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets, registry)
+        self.active = Gauge(
+            ACTIVE,
+            _ACTIVE_HELP,
+            ("http_request_method",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self._gauges: dict[str, Any] = {}
 
     def start(self, method: str) -> None:
@@ -119,10 +192,7 @@ class _SharedStore:
         gauge.inc()
 
     def record(self, key: tuple[str, str, str, str], seconds: float) -> None:
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.duration.labels(*key)
-        child.observe(seconds)
+        self.observe(key, seconds)
         self._gauges[key[0]].dec()
 
 
@@ -133,14 +203,33 @@ class RequestMetrics:
         self.registry = registry
         self.buckets = buckets
         self._collectors: list[Any] = []
+        self.store: RequestStore | _SharedStore
+        self.db_queries: FastHistogram | _SharedHistogram
+        self.db_time: FastHistogram | _SharedHistogram
         if multiprocess_dir():
-            shared = _SharedStore(registry, buckets)
-            self._collectors += [shared.duration, shared.active]
-            self.store: RequestStore | _SharedStore = shared
+            self.store = _SharedStore(registry, buckets)
+            self.db_queries = _SharedHistogram(*DB_QUERIES, registry)
+            self.db_time = _SharedHistogram(*DB_TIME, registry)
+            self._collectors += [
+                self.store.histogram,
+                self.store.active,
+                self.db_queries.histogram,
+                self.db_time.histogram,
+            ]
         else:
             self.store = RequestStore(buckets)
-            registry.register(self.store)
-            self._collectors.append(self.store)
+            self.db_queries = FastHistogram(*DB_QUERIES)
+            self.db_time = FastHistogram(*DB_TIME)
+            for collector in (self.store, self.db_queries, self.db_time):
+                registry.register(collector)
+                self._collectors.append(collector)
+        self.findings = Counter(
+            FINDINGS,
+            "Query findings (n_plus_one, duplicate_query, chatty_request, slow_query) by route.",
+            ("http_route", "kind"),
+            registry=registry,
+        )
+        self._collectors.append(self.findings)
         self.build_info = Gauge(
             BUILD_INFO,
             "The running build: always 1, the labels carry the information.",
