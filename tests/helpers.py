@@ -89,3 +89,19 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+PG_DSN = os.environ.get("LAUNCHGUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (on a user's machine) or fail (in CI) when a service is not listening."""
+    import pytest
+
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError as exc:
+        message = f"{name} is not reachable on {host}:{port} ({exc})"
+        if IN_CI:
+            pytest.fail(message + "; CI must run this test")
+        pytest.skip(message)

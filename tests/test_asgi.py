@@ -265,9 +265,8 @@ class TestTiming:
 
 
 class TestPassThrough:
-    @pytest.mark.parametrize("kind", ["websocket", "lifespan"])
-    async def test_non_http_scopes_untouched(self, registry: CollectorRegistry, kind: str) -> None:
-        """Websocket and lifespan scopes reach the app with the very same objects."""
+    async def test_websocket_untouched(self, registry: CollectorRegistry) -> None:
+        """Websocket scopes reach the app with the very same objects."""
         seen: list[tuple[Any, Any, Any]] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -279,10 +278,36 @@ class TestPassThrough:
         async def send(message: Any) -> None:
             pass
 
-        scope = {"type": kind, "path": "/metrics"}
+        scope = {"type": "websocket", "path": "/metrics"}
         await guarded(registry, app)(scope, receive, send)
         assert seen == [(scope, receive, send)]
         assert value(scrape(registry), COUNT) == 0
+
+    async def test_lifespan_messages_unchanged(self, registry: CollectorRegistry) -> None:
+        """Lifespan: same scope and send, and every message arrives as the server sent it."""
+        incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        received: list[Any] = []
+        sent: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert scope is lifespan_scope
+            for _ in incoming:
+                received.append(await receive())
+                await send({"type": received[-1]["type"] + ".complete"})
+
+        async def receive() -> dict[str, Any]:
+            return incoming[len(received)]
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        lifespan_scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+        await guarded(registry, app)(lifespan_scope, receive, send)
+        assert all(a is b for a, b in zip(received, incoming, strict=True))
+        assert [m["type"] for m in sent] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
 
     async def test_excluded_paths_are_not_recorded(self, registry: CollectorRegistry) -> None:
         """``exclude_paths`` reach the app but are never recorded."""

@@ -32,6 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from launchguard import LaunchGuard
 from launchguard.asgi import LaunchGuardMiddleware
+from launchguard.integrations.sqlalchemy import instrument_engine
 
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(tempfile.gettempdir()) / 'launchguard-portal-fastapi.db'}"
 
@@ -317,6 +318,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
         connect_args={"check_same_thread": False},
         poolclass=StaticPool if in_memory else None,
     )
+    instrument_engine(engine)  # count and fingerprint every statement, per request
     Base.metadata.create_all(engine)
     make_session = sessionmaker(engine)
     with make_session() as session:

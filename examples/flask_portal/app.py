@@ -30,6 +30,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from launchguard import LaunchGuard
+from launchguard.integrations import sqlite3 as guarded_sqlite3
 from launchguard.integrations.flask import init_app
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -63,7 +64,7 @@ INVOICE_COLUMNS = "id, customer_id, number, amount_cents, status"
 
 
 def connect(database: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(database)
+    conn = guarded_sqlite3.connect(database)  # sqlite3.connect, with each statement counted
     conn.row_factory = sqlite3.Row
     return conn
 

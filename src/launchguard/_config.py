@@ -18,8 +18,21 @@ __all__ = ["OTEL_BUCKETS", "Config", "ConfigError", "RouteResolver"]
 
 #: OpenTelemetry's advisory buckets for ``http.server.request.duration`` (seconds).
 OTEL_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-)  # fmt: skip
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 
 RouteResolver = Callable[[Mapping[str, Any]], "str | None"]
 
@@ -44,6 +57,22 @@ class Config:
     metrics_allow: tuple[str, ...] = _opt(
         (), "Client networks (CIDR, comma-separated in the env var) allowed to scrape; empty: any."
     )
+    health_path: str = _opt("/healthz", "Liveness endpoint (never checks dependencies); `off`.")
+    ready_path: str = _opt("/readyz", "Readiness endpoint (runs the checks); `off` disables it.")
+    startup_path: str = _opt("/startupz", "Startup endpoint (ready once, then always); `off`.")
+    checks: tuple[Any, ...] = _opt(
+        (), "Readiness checks (`launchguard.health.postgres_check(...)`, ...).", env=False
+    )
+    health_details: str = _opt(
+        "never", "Who sees per-check details: `never`, `token` (with health_token), `always`."
+    )
+    health_token: str = _opt("", "Bearer token that reveals check details (`details=token`).")
+    health_cache_ttl: float = _opt(
+        2.0, "Seconds a readiness result is reused (one evaluation per interval)."
+    )
+    drain_delay: float = _opt(
+        0.0, "On SIGTERM, fail readiness and wait this long before the server stops accepting."
+    )
     api_budget: float = _opt(0.3, "p95 latency budget of API (JSON) routes, seconds.")
     page_budget: float = _opt(0.5, "p95 latency budget of page (HTML) routes, seconds.")
     slow_request: float = _opt(1.0, "A request slower than this many seconds is a slow request.")
@@ -58,6 +87,25 @@ class Config:
     )
     unmatched_route: str = _opt(
         "__unmatched__", "Route label of requests no route matched (404s, scanners, redirects)."
+    )
+    queries: bool = _opt(True, "Count and fingerprint the database statements of each request.")
+    n_plus_one_threshold: int = _opt(
+        5, "A SELECT shape repeated this often from one line of code is an N+1 finding."
+    )
+    n_plus_one_writes: bool = _opt(False, "Count INSERT/UPDATE/DELETE toward N+1 findings too.")
+    query_budget: int = _opt(20, "More statements than this in one request: chatty_request.")
+    route_query_budgets: tuple[tuple[str, int], ...] = _opt(
+        (), "Per-route query budgets: {route template: budget} (env: `route=n,route=n`)."
+    )
+    slow_query: float = _opt(0.5, "One statement slower than this many seconds: slow_query.")
+    server_timing: bool = _opt(
+        False, "Add a `Server-Timing: db;dur=..` header with the request's DB time and count."
+    )
+    warn_findings: bool = _opt(
+        False, "Also raise findings as Python warnings (`NPlusOneWarning`...), for test suites."
+    )
+    findings_log_interval: float = _opt(
+        300.0, "Log a given finding (route, kind, SQL shape, call site) once per this many seconds."
     )
     route_resolver: RouteResolver | None = _opt(
         None,
@@ -88,8 +136,22 @@ class Config:
     def _validate(self) -> None:
         if not self.service.strip():
             _bad("service", self.service, "must not be empty")
-        if self.metrics_path and not self.metrics_path.startswith("/"):
-            _bad("metrics_path", self.metrics_path, "must start with '/' (or be 'off')")
+        paths: dict[str, str] = {}
+        for name in ("metrics_path", "health_path", "ready_path", "startup_path"):
+            path = getattr(self, name)
+            if path and not path.startswith("/"):
+                _bad(name, path, "must start with '/' (or be 'off')")
+            if path and path in paths:
+                _bad(name, path, f"is also {paths[path]}")
+            paths[path] = name
+        if self.health_details not in ("never", "token", "always"):
+            _bad("health_details", self.health_details, "must be never, token or always")
+        if self.health_details == "token" and not self.health_token:
+            _bad("health_token", "", "is needed when health_details is 'token'")
+        if not (self.health_cache_ttl >= 0 and math.isfinite(self.health_cache_ttl)):
+            _bad("health_cache_ttl", self.health_cache_ttl, "must be >= 0 seconds")
+        if not (self.drain_delay >= 0 and math.isfinite(self.drain_delay)):
+            _bad("drain_delay", self.drain_delay, "must be >= 0 seconds")
         for name in ("api_budget", "page_budget", "slow_request"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
@@ -101,6 +163,16 @@ class Config:
                 _bad("buckets", self.buckets, "bounds must be strictly increasing")
         if self.max_routes < 1:
             _bad("max_routes", self.max_routes, "must be at least 1")
+        for name in ("n_plus_one_threshold", "query_budget"):
+            if getattr(self, name) < 1:
+                _bad(name, getattr(self, name), "must be at least 1")
+        for name in ("slow_query", "findings_log_interval"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                _bad(name, value, "must be a positive number of seconds")
+        for route, budget in self.route_query_budgets:
+            if not isinstance(route, str) or not isinstance(budget, int) or budget < 1:
+                _bad("route_query_budgets", (route, budget), "needs {route: whole number >= 1}")
         for cidr in self.metrics_allow:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -154,7 +226,7 @@ def _bad(option: str, value: object, problem: str) -> None:
 def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
     """Turn ``value`` into the type of ``default``; ``source`` names an env var, if any."""
     where = f"environment variable {source}={value!r}" if source else f"option {name}={value!r}"
-    if name == "metrics_path" and isinstance(value, str) and value.lower() in ("off", "none", ""):
+    if name.endswith("_path") and isinstance(value, str) and value.lower() in ("off", "none", ""):
         return ""
     if default is None:  # callables and objects: taken as given
         return value
@@ -185,6 +257,8 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"launchguard {where}: expected a number of seconds")
+    if isinstance(default, tuple) and name == "route_query_budgets":
+        return _budgets(where, value)
     if isinstance(default, tuple):
         items: list[Any]
         if isinstance(value, str):
@@ -206,3 +280,25 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
             raise ConfigError(f"launchguard {where}: expected a string")
         return value
     return value  # pragma: no cover - every option has one of the types above
+
+
+def _budgets(where: str, value: Any) -> tuple[tuple[str, int], ...]:
+    """``{route: n}``, pairs, or ``"route=n,route=n"`` as sorted (route, n) pairs."""
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, str):
+        pairs = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            route, sep, number = part.rpartition("=")
+            try:
+                pairs.append((route.strip(), int(number)))
+            except ValueError:
+                raise ConfigError(f"launchguard {where}: expected route=number pairs") from None
+            if not sep:
+                raise ConfigError(f"launchguard {where}: expected route=number pairs")
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        pairs = [tuple(pair) for pair in value]
+    else:
+        raise ConfigError(f"launchguard {where}: expected a mapping of route to budget")
+    return tuple(sorted(pairs))

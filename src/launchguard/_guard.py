@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import drain
 from ._config import Config, RouteResolver, check_names
 from ._internal import InternalErrors
-from .admin import MetricsEndpoint
+from .admin import AdminResponse, MetricsEndpoint
+from .health import Check, Health
 from .metrics import RequestMetrics
 from .routes import RouteLabels
 from .timing import RequestTimer
@@ -50,6 +52,14 @@ class LaunchGuard:
         metrics_path: str | None = None,
         metrics_token: str | None = None,
         metrics_allow: Sequence[str] | None = None,
+        health_path: str | None = None,
+        ready_path: str | None = None,
+        startup_path: str | None = None,
+        checks: Sequence[Check] | None = None,
+        health_details: str | None = None,
+        health_token: str | None = None,
+        health_cache_ttl: float | None = None,
+        drain_delay: float | None = None,
         api_budget: float | None = None,
         page_budget: float | None = None,
         slow_request: float | None = None,
@@ -57,6 +67,15 @@ class LaunchGuard:
         exclude_paths: Sequence[str] | None = None,
         max_routes: int | None = None,
         unmatched_route: str | None = None,
+        queries: bool | None = None,
+        n_plus_one_threshold: int | None = None,
+        n_plus_one_writes: bool | None = None,
+        query_budget: int | None = None,
+        route_query_budgets: Mapping[str, int] | None = None,
+        slow_query: float | None = None,
+        server_timing: bool | None = None,
+        warn_findings: bool | None = None,
+        findings_log_interval: float | None = None,
         route_resolver: RouteResolver | None = None,
         registry: CollectorRegistry | None = None,
         environ: Mapping[str, str] | None = None,
@@ -69,10 +88,33 @@ class LaunchGuard:
         self.route_labels = RouteLabels(
             max_routes=config.max_routes, unmatched=config.unmatched_route
         )
-        self.timer = RequestTimer(self.metrics, self.errors, config.unmatched_route)
+        self.timer = RequestTimer(self.metrics, self.errors, config)
         self.metrics_endpoint = (
             MetricsEndpoint(config, self.metrics.exposition) if config.metrics_path else None
         )
+        self.health = Health(
+            checks=config.checks,
+            service=config.service,
+            version=config.version,
+            release=config.release,
+            cache_ttl=config.health_cache_ttl,
+            details=config.health_details,
+            token=config.health_token,
+            errors=self.errors,
+            registry=config.registry,
+        )
+        #: The guard's own endpoints: path -> "metrics", "live", "ready" or "startup".
+        self.endpoints: dict[str, str] = {
+            path: kind
+            for path, kind in (
+                (config.metrics_path if self.metrics_endpoint else "", "metrics"),
+                (config.health_path, "live"),
+                (config.ready_path, "ready"),
+                (config.startup_path, "startup"),
+            )
+            if path
+        }
+        drain.register(self.health, config.drain_delay)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> LaunchGuard:
@@ -80,6 +122,56 @@ class LaunchGuard:
         options = dict(settings or {})
         check_names(options)
         return cls(**options)
+
+    def serve_sync(
+        self,
+        kind: str,
+        method: str,
+        *,
+        accept: str,
+        accept_encoding: str,
+        authorization: str,
+        client: str | None,
+    ) -> AdminResponse:
+        """The response of one of the guard's endpoints, for sync (WSGI) servers."""
+        if kind == "metrics" and self.metrics_endpoint is not None:
+            return self.metrics_endpoint.respond(
+                method,
+                accept=accept,
+                accept_encoding=accept_encoding,
+                authorization=authorization,
+                client=client,
+            )
+        if kind == "ready":
+            return self.health.readiness_sync(method=method, authorization=authorization)
+        if kind == "startup":
+            return self.health.startup_sync(method=method, authorization=authorization)
+        return self.health.liveness_sync(method=method, authorization=authorization)
+
+    async def serve(
+        self,
+        kind: str,
+        method: str,
+        *,
+        accept: str,
+        accept_encoding: str,
+        authorization: str,
+        client: str | None,
+    ) -> AdminResponse:
+        """The response of one of the guard's endpoints, for async (ASGI) servers."""
+        if kind == "metrics" and self.metrics_endpoint is not None:
+            return self.metrics_endpoint.respond(
+                method,
+                accept=accept,
+                accept_encoding=accept_encoding,
+                authorization=authorization,
+                client=client,
+            )
+        if kind == "ready":
+            return await self.health.readiness(method=method, authorization=authorization)
+        if kind == "startup":
+            return await self.health.startup(method=method, authorization=authorization)
+        return await self.health.liveness(method=method, authorization=authorization)
 
     def asgi(self, app: ASGIApp) -> LaunchGuardMiddleware:
         """Wrap an ASGI app."""

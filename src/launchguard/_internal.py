@@ -6,9 +6,9 @@ The test suite flips :data:`RERAISE` (see ``tests/conftest.py``) so that bugs ar
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Protocol
+
+from ._throttle import Throttle
 
 __all__ = ["RERAISE", "InternalErrors"]
 
@@ -27,21 +27,13 @@ class InternalErrors:
 
     def __init__(self, counter: _Counter, *, interval: float = 60.0) -> None:
         self._counter = counter
-        self._interval = interval
-        self._last_logged: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._throttle = Throttle(interval)
 
     def record(self, component: str, exc: BaseException) -> None:
         """Count and maybe log ``exc``; re-raise it only under :data:`RERAISE`."""
         try:
             self._counter.inc(component)
-            now = time.monotonic()
-            with self._lock:
-                last = self._last_logged.get(component)
-                due = last is None or now - last >= self._interval
-                if due:
-                    self._last_logged[component] = now
-            if due:
+            if self._throttle.allow(component):
                 logger.warning(
                     "launchguard internal error in %s (the request was not affected): %s: %s",
                     component,

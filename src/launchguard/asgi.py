@@ -8,14 +8,17 @@ Usage::
     # or, for Starlette / FastAPI:
     app.add_middleware(LaunchGuardMiddleware, guard=LaunchGuard(service="portal"))
 
-Websocket and lifespan scopes pass straight through. Nothing is buffered: every message goes
-to the server as the app sends it.
+Websocket scopes pass straight through; lifespan messages reach the app unchanged (the guard
+only notes startup, to install its SIGTERM drain, and shutdown). Nothing is buffered: every
+message goes to the server as the app sends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+from . import drain, queries
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .routes import AsgiRoutes
 from .timing import Exchange
@@ -39,16 +42,21 @@ class LaunchGuardMiddleware:
         self._timer = guard.timer
         self._errors = guard.errors
         self._routes = AsgiRoutes(app, guard.route_labels, guard.config.route_resolver)
-        self._metrics_path = guard.config.metrics_path or None
+        self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths)
+        self._server_timing = guard.config.server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":
+                await self.app(scope, self._lifespan_receive(receive), send)
+            else:
+                await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path == self._metrics_path:
-            await self._serve_metrics(scope, send)
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            await self._serve_endpoint(endpoint, scope, send)
             return
         if path in self._skip:
             await self.app(scope, receive, send)
@@ -69,6 +77,8 @@ class LaunchGuardMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
+                if self._server_timing:
+                    message = _with_server_timing(message, exchange)
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
@@ -87,6 +97,8 @@ class LaunchGuardMiddleware:
 
         try:
             await self.app(scope, guarded_receive, guarded_send)
+            if queries.deferred_hooks and exchange.ledger is not None:
+                await asyncio.sleep(0)  # let asyncpg's call_soon query loggers run first
         except BaseException as exc:
             self._finish(scope, entry_root, exchange, exc)
             raise
@@ -101,13 +113,27 @@ class LaunchGuardMiddleware:
             self._errors.record("routes", error)
         self._timer.finish(exchange, exc)
 
-    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        endpoint = self.guard.metrics_endpoint
-        if endpoint is None:  # pragma: no cover - the path is only set when it exists
-            return
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        """``receive`` for the lifespan scope: messages pass unchanged; at startup the
+        SIGTERM drain is installed (the server's own handler is in place by then)."""
+
+        health = self.guard.health
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                drain.install()
+            elif message["type"] == "lifespan.shutdown":
+                health.start_draining()
+            return message
+
+        return lifespan_receive
+
+    async def _serve_endpoint(self, endpoint: str, scope: Scope, send: Send) -> None:
         headers = _headers(scope)
         client = scope.get("client")
-        status, response_headers, body = endpoint.respond(
+        status, response_headers, body = await self.guard.serve(
+            endpoint,
             scope["method"],
             accept=headers.get("accept", ""),
             accept_encoding=headers.get("accept-encoding", ""),
@@ -122,6 +148,14 @@ class LaunchGuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _with_server_timing(message: Message, exchange: Exchange) -> Message:
+    value = exchange.server_timing()
+    if value is None:
+        return message
+    headers = [*message.get("headers", ()), (b"server-timing", value.encode())]
+    return {**message, "headers": headers}
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -19,10 +19,15 @@ Nothing here raises into the request: a failure is handed to :class:`InternalErr
 
 from __future__ import annotations
 
+from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from . import queries
+from .queries import QueryLedger, QueryReporter, QueryRules, close_ledger, open_ledger, warn_about
+
 if TYPE_CHECKING:
+    from ._config import Config
     from ._internal import InternalErrors
     from .metrics import RequestMetrics
 
@@ -42,8 +47,18 @@ def normalize_method(method: str) -> str:
 class Exchange:
     """What the adapter saw of one request and its response."""
 
-    __slots__ = ("complete", "disconnected", "end", "error_type", "method", "route", "start",
-                 "status")  # fmt: skip
+    __slots__ = (
+        "complete",
+        "disconnected",
+        "end",
+        "error_type",
+        "ledger",
+        "method",
+        "route",
+        "start",
+        "status",
+        "token",
+    )
 
     def __init__(self, method: str, start: float) -> None:
         self.method = method
@@ -57,6 +72,16 @@ class Exchange:
         self.disconnected = False
         self.route: str | None = None
         self.error_type = ""
+        #: The request's query ledger, while it is open.
+        self.ledger: QueryLedger | None = None
+        self.token: Token[QueryLedger | None] | None = None
+
+    def server_timing(self) -> str | None:
+        """A ``Server-Timing`` value with the DB time and count so far, if a ledger is open."""
+        ledger = self.ledger
+        if ledger is None:
+            return None
+        return f'db;dur={ledger.seconds * 1000:.1f};desc="{ledger.count} queries"'
 
     def body_done(self) -> None:
         """Mark the last body byte as sent, now."""
@@ -67,23 +92,40 @@ class Exchange:
 class RequestTimer:
     """Records each request into the metrics, with the rules in the module docstring."""
 
-    def __init__(self, metrics: RequestMetrics, errors: InternalErrors, unmatched: str) -> None:
+    def __init__(self, metrics: RequestMetrics, errors: InternalErrors, config: Config) -> None:
         self._metrics = metrics
         self._start = metrics.start
         self._errors = errors
-        self._unmatched = unmatched
+        self._unmatched = config.unmatched_route
+        self._queries = config.queries
+        self.rules = QueryRules(
+            n_plus_one_threshold=config.n_plus_one_threshold,
+            n_plus_one_writes=config.n_plus_one_writes,
+            query_budget=config.query_budget,
+            route_query_budgets=dict(config.route_query_budgets),
+            slow_query=config.slow_query,
+        )
+        self.reporter = QueryReporter(
+            lambda route, kind: metrics.findings.labels(route, kind).inc(),
+            interval=config.findings_log_interval,
+            warn=config.warn_findings,
+        )
 
     def begin(self, method: str) -> Exchange:
-        """Start timing a request."""
+        """Start timing a request (and its query ledger, when a database hook is installed)."""
         method = method if method in KNOWN_METHODS else "_OTHER"
         try:
             self._start(method)
         except Exception as exc:
             self._errors.record("metrics", exc)
-        return Exchange(method, perf_counter())
+        exchange = Exchange(method, perf_counter())
+        if self._queries and queries.hooks_installed:
+            exchange.ledger, exchange.token = open_ledger()
+        return exchange
 
     def finish(self, exchange: Exchange, exc: BaseException | None = None) -> None:
         """Record ``exchange`` once the app has returned (``exc`` is None) or raised."""
+        route = exchange.route or self._unmatched
         try:
             end = exchange.end or perf_counter()
             status = exchange.status
@@ -98,10 +140,31 @@ class RequestTimer:
                 error_type = _STATUS_TEXT.get(status, "_OTHER")
             self._metrics.observe(
                 exchange.method,
-                exchange.route or self._unmatched,
+                route,
                 _STATUS_TEXT.get(status, "_OTHER"),
                 error_type,
                 end - exchange.start,
             )
         except Exception as error:
             self._errors.record("metrics", error)
+        ledger = exchange.ledger
+        if ledger is not None:
+            self._finish_ledger(exchange, ledger, route)
+
+    def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> None:
+        exchange.ledger = None
+        findings = []
+        try:
+            ledger.route = route
+            if exchange.token is not None:
+                close_ledger(ledger, exchange.token)
+            self._metrics.db_queries.observe((route,), ledger.count)
+            self._metrics.db_time.observe((route,), ledger.seconds)
+            if ledger.count:
+                findings = ledger.findings(self.rules)
+                if findings:
+                    self.reporter.report(route, findings)
+        except Exception as error:
+            self._errors.record("queries", error)
+        if findings and self.reporter.warn:
+            warn_about(findings)  # outside the guard: a suite's filterwarnings=error must raise

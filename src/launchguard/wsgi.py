@@ -44,17 +44,20 @@ class LaunchGuardWSGI:
         self._errors = guard.errors
         self._labels = guard.route_labels
         self._resolver = guard.config.route_resolver
-        self._metrics_path = guard.config.metrics_path if guard.metrics_endpoint else None
+        self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths)
+        self._server_timing = guard.config.server_timing
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == self._metrics_path:
-            return self._serve_metrics(environ, start_response)
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            return self._serve_endpoint(endpoint, environ, start_response)
         if path in self._skip:
             return self.app(environ, start_response)
         exchange = self._timer.begin(environ.get("REQUEST_METHOD", ""))
         environ[EXCHANGE_KEY] = exchange
+        server_timing = self._server_timing
 
         def guarded_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
@@ -63,6 +66,10 @@ class LaunchGuardWSGI:
                 exchange.status = int(status[:3])
             except (TypeError, ValueError):
                 exchange.status = 0
+            if server_timing:
+                value = exchange.server_timing()
+                if value:
+                    headers = [*headers, ("Server-Timing", value)]
             return start_response(status, headers, exc_info)
 
         try:
@@ -87,11 +94,11 @@ class LaunchGuardWSGI:
                 self._errors.record("routes", error)
         self._timer.finish(exchange, exc)
 
-    def _serve_metrics(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        endpoint = self.guard.metrics_endpoint
-        if endpoint is None:  # pragma: no cover - the path is only set when it exists
-            return []
-        status, headers, body = endpoint.respond(
+    def _serve_endpoint(
+        self, endpoint: str, environ: Environ, start_response: StartResponse
+    ) -> list[bytes]:
+        status, headers, body = self.guard.serve_sync(
+            endpoint,
             environ.get("REQUEST_METHOD", ""),
             accept=environ.get("HTTP_ACCEPT", ""),
             accept_encoding=environ.get("HTTP_ACCEPT_ENCODING", ""),
@@ -102,7 +109,13 @@ class LaunchGuardWSGI:
         return [body]
 
 
-_REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 class _GuardedBody:

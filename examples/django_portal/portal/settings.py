@@ -29,6 +29,18 @@ DATABASES = {
         "NAME": os.environ.get("PORTAL_DB", BASE_DIR / "db.sqlite3"),
     }
 }
+if os.environ.get("PORTAL_PG_DSN"):  # e.g. postgresql://postgres@127.0.0.1:5432/portal
+    from urllib.parse import urlsplit
+
+    _pg = urlsplit(os.environ["PORTAL_PG_DSN"])
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _pg.path.lstrip("/"),
+        "USER": _pg.username or "",
+        "PASSWORD": _pg.password or "",
+        "HOST": _pg.hostname or "",
+        "PORT": str(_pg.port or ""),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

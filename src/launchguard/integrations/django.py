@@ -11,12 +11,17 @@ Usage, in ``settings.py``::
 Each request is labelled with its URL pattern (``path()`` and ``re_path()`` routes, includes
 joined, written ``/articles/{year}/``); the timing ends when the server closes the response, so
 streaming and file responses are timed to their last byte.
+
+Every database statement is counted through ``connection.execute_wrappers``, on every
+connection of every alias and thread (attached as each one connects), including those that
+``sync_to_async`` uses under ASGI; nothing else to configure.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from .._extras import MissingExtraError
@@ -24,16 +29,20 @@ from .._extras import MissingExtraError
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
     from django.conf import settings
+    from django.db import connections
+    from django.db.backends.signals import connection_created
     from django.http import HttpRequest, HttpResponse
     from django.http.response import HttpResponseBase
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise MissingExtraError("django", "django") from exc
 
+from .. import queries
 from .._guard import LaunchGuard
+from ..queries import record_query
 from ..routes import django_template
 from ..timing import Exchange
 
-__all__ = ["LaunchGuardMiddleware", "get_guard"]
+__all__ = ["LaunchGuardMiddleware", "get_guard", "install_query_hook", "remove_query_hook"]
 
 _ATTR = "_launchguard_exchange"
 _guards: dict[str, LaunchGuard] = {}
@@ -53,6 +62,54 @@ def get_guard() -> LaunchGuard:
     return guard
 
 
+def _execute_wrapper(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    started = perf_counter()
+    failed = True
+    try:
+        result = execute(sql, params, many, context)
+        failed = False
+        return result
+    finally:
+        record_query(sql, params, perf_counter() - started, orm="django", failed=failed, many=many)
+
+
+def _attach(connection: Any, **kwargs: Any) -> None:
+    if _execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_execute_wrapper)
+
+
+_hook_installed = False
+
+
+def install_query_hook() -> None:
+    """Count the statements of every Django connection (the middleware calls this)."""
+    global _hook_installed
+    with _guards_lock:
+        if _hook_installed:
+            return
+        _hook_installed = True
+    connection_created.connect(_attach, dispatch_uid="launchguard-queries", weak=False)
+    for connection in connections.all(initialized_only=True):
+        _attach(connection)
+    queries.hook_installed()
+
+
+def remove_query_hook() -> None:
+    """Undo :func:`install_query_hook` (for the connections of this thread)."""
+    global _hook_installed
+    with _guards_lock:
+        if not _hook_installed:
+            return
+        _hook_installed = False
+    connection_created.disconnect(dispatch_uid="launchguard-queries")
+    for connection in connections.all(initialized_only=True):
+        if _execute_wrapper in connection.execute_wrappers:
+            connection.execute_wrappers.remove(_execute_wrapper)
+    queries.hook_removed()
+
+
 class LaunchGuardMiddleware:
     """Times every request, labels it with its URL pattern, serves the guard's endpoints."""
 
@@ -65,8 +122,11 @@ class LaunchGuardMiddleware:
         self._timer = guard.timer
         self._labels = guard.route_labels
         self._templates: dict[str, str] = {}
-        self._metrics_path = guard.config.metrics_path if guard.metrics_endpoint else None
+        self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths)
+        self._server_timing = guard.config.server_timing
+        if guard.config.queries:
+            install_query_hook()
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -75,8 +135,11 @@ class LaunchGuardMiddleware:
         if self.is_async:
             return self._acall(request)
         path = request.path_info
-        if path == self._metrics_path:
-            return self._serve_metrics(request)
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            return _response(
+                self.guard.serve_sync(endpoint, request.method or "", **_admin_headers(request))
+            )
         if path in self._skip:
             return self.get_response(request)
         exchange = self._timer.begin(request.method or "")
@@ -90,8 +153,11 @@ class LaunchGuardMiddleware:
 
     async def _acall(self, request: HttpRequest) -> Any:
         path = request.path_info
-        if path == self._metrics_path:
-            return self._serve_metrics(request)
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            return _response(
+                await self.guard.serve(endpoint, request.method or "", **_admin_headers(request))
+            )
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if path in self._skip:
             return await get_response(request)
@@ -131,6 +197,10 @@ class LaunchGuardMiddleware:
     def _watch(self, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
         """Record the request when the server closes the response (after its last byte)."""
         exchange.status = response.status_code
+        if self._server_timing:
+            value = exchange.server_timing()
+            if value:
+                response["Server-Timing"] = value
         timer = self._timer
         close = response.close
 
@@ -147,19 +217,20 @@ class LaunchGuardMiddleware:
         response.close = close_and_record  # type: ignore[method-assign]
         return response
 
-    def _serve_metrics(self, request: HttpRequest) -> HttpResponse:
-        endpoint = self.guard.metrics_endpoint
-        if endpoint is None:  # pragma: no cover - the path is only set when it exists
-            return HttpResponse(status=404)
-        meta = request.META
-        status, headers, body = endpoint.respond(
-            request.method or "",
-            accept=meta.get("HTTP_ACCEPT", ""),
-            accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""),
-            authorization=meta.get("HTTP_AUTHORIZATION", ""),
-            client=meta.get("REMOTE_ADDR"),
-        )
-        response = HttpResponse(body, status=status)
-        for name, value in headers:
-            response[name] = value
-        return response
+
+def _admin_headers(request: HttpRequest) -> dict[str, Any]:
+    meta = request.META
+    return {
+        "accept": meta.get("HTTP_ACCEPT", ""),
+        "accept_encoding": meta.get("HTTP_ACCEPT_ENCODING", ""),
+        "authorization": meta.get("HTTP_AUTHORIZATION", ""),
+        "client": meta.get("REMOTE_ADDR"),
+    }
+
+
+def _response(answer: tuple[int, list[tuple[str, str]], bytes]) -> HttpResponse:
+    status, headers, body = answer
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
