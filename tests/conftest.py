@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
+pytest_plugins = ["pytester"]
 from prometheus_client import CollectorRegistry
 
 from launchguard import _internal

@@ -60,8 +60,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
     if marker is None and not _strict(item.config):
         return (yield)
     limit = int(marker.args[0]) if marker is not None else None
-    with capture_queries() as capture:
+    capture = getattr(item, "funcargs", {}).get("query_ledger")
+    if isinstance(capture, QueryCapture):  # the test's own fixture already captures
         result = yield
+    else:
+        with capture_queries() as capture:
+            result = yield
     problems = []
     if limit is not None:
         for ledger in capture.ledgers:

@@ -416,7 +416,6 @@ def _library_prefixes() -> tuple[str, ...]:
 
 _LIBRARY = _library_prefixes()
 _is_app: dict[CodeType, bool] = {}
-_cwd = os.path.join(os.getcwd(), "")
 
 
 def call_site(max_depth: int = 80) -> str | None:
@@ -443,8 +442,9 @@ def call_site(max_depth: int = 80) -> str | None:
                 _is_app[code] = app
         if app:
             filename = code.co_filename
-            if filename.startswith(_cwd):
-                filename = filename[len(_cwd) :]
+            cwd = os.path.join(os.getcwd(), "")
+            if filename.startswith(cwd):
+                filename = filename[len(cwd) :]
             return f"{filename}:{frame.f_lineno} in {code.co_name}"
         frame = frame.f_back
         depth += 1
