@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-pytest_plugins = ["pytester"]
 from prometheus_client import CollectorRegistry
 
 from launchguard import _internal
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)

@@ -257,6 +257,10 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"launchguard {where}: expected a number of seconds")
+    if name == "checks":  # Check objects, validated by Health
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ConfigError(f"launchguard {where}: expected a list of checks")
+        return tuple(value)
     if isinstance(default, tuple) and name == "route_query_budgets":
         return _budgets(where, value)
     if isinstance(default, tuple):
