@@ -6,8 +6,9 @@ then, after ``drain_delay`` seconds, hands the signal to the server's own handle
 gunicorn), which stops accepting and finishes in-flight requests.
 
 The SIGTERM handler is installed from the main thread when the server is up: at ASGI lifespan
-startup (uvicorn, including gunicorn's uvicorn workers), by ``launchguard.gunicorn``'s
-``post_worker_init`` hook for sync gunicorn workers, or by calling :func:`install` yourself.
+startup (uvicorn, which keeps listening until its own handler runs), or by calling
+:func:`install` yourself. gunicorn's arbiter closes its sockets on SIGTERM before any worker
+hears of it; there, drain with the orchestrator (a Kubernetes ``preStop`` sleep).
 """
 
 from __future__ import annotations

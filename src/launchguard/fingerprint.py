@@ -21,11 +21,11 @@ Rules, in order:
 1. Comments go: ``/* ... */`` (sqlcommenter tags included; not nested, an unterminated one runs
    to the end) and ``-- ...``. Each becomes one space.
 2. Literals become ``?``: strings (``'...'`` with ``''``, ``E'...'`` with backslash escapes,
-   ``N''``/``X''``/``B''``/``U&''``, dollar quotes ``$$...$$``/``$tag$...$tag$``; an unterminated
-   one runs to the end), numbers (ints, decimals, exponents, ``0x..``; never digits inside an
-   identifier such as ``table1`` or ``"t3"``), ``TRUE``/``FALSE``. ``NULL`` stays (``IS NULL``
-   is structure). A minus sign right after ``=``, ``<``, ``>``, ``(`` or ``,`` folds into the
-   literal, so ``x = -5`` and ``x = 5`` agree.
+   ``N''``/``X''``/``B''``, dollar quotes ``$$...$$``/``$tag$...$tag$``; an unterminated one runs
+   to the end; ``U&'...'`` keeps its prefix, ``U&?``), numbers (ints, decimals, exponents,
+   ``0x..``; never digits inside an identifier such as ``table1`` or ``"t3"``),
+   ``TRUE``/``FALSE``. ``NULL`` stays (``IS NULL`` is structure). A minus sign right after
+   ``=``, ``<``, ``>``, ``(`` or ``,`` folds into the literal, so ``x = -5`` and ``x = 5`` agree.
 3. Placeholders become ``?``: ``%s``, ``%(name)s`` (and psycopg's ``%b``/``%t``), ``$1``,
    ``:name``, ``:1``, ``?``, ``?1`` and SQLAlchemy's unexpanded ``__[POSTCOMPILE_x]``. The
    PostgreSQL cast ``::int`` is not a placeholder.
@@ -51,7 +51,15 @@ unterminated quotes and comments consumed to the end in one step.
 ``operation`` is the first keyword (``SELECT``, ``INSERT``, ``UPDATE``, ``DELETE``, otherwise
 ``OTHER``); for a statement starting with ``WITH`` it is the main statement's keyword (the first
 one outside the CTEs' parentheses), so a ``WITH ... SELECT`` counts as a ``SELECT``; ``WITH`` is
-left only when no main statement is found (e.g. a truncated statement). ``tables`` is best effort.
+left only when no main statement is found (e.g. a truncated statement). ``tables`` is best effort:
+the first name after each FROM / JOIN / INTO / statement-leading UPDATE (not ``FROM a, b``'s
+``b``, not ``USING``), skipping subqueries, table functions, ``EXTRACT(... FROM x)``, ``IS
+DISTINCT FROM``, ``FOR UPDATE`` and ``DO UPDATE``.
+
+Not handled, on purpose: MySQL's ``#`` comments (``#`` is an operator in PostgreSQL) and
+backslash escapes in plain ``'...'`` strings (MySQL's default; standard SQL has none), nested
+``/* /* */ */`` comments. None of these can make the normalizer slow or raise; at worst two
+statements that differ only there get different shapes.
 """
 
 from __future__ import annotations
@@ -90,42 +98,40 @@ class Shape:
 
 # ------------------------------------------------------------------------------ tokenizer
 #
-# One ``match`` per literal: the ``code`` group runs over everything kept as it is (identifiers
-# whole, so digits inside them are never numbers; quoted identifiers; punctuation), then one
+# One ``match`` per literal: the ``code`` group runs over everything kept as it is (words, so
+# digits inside identifiers are never numbers; quoted identifiers; punctuation), then one
 # alternative names the literal, placeholder or comment that stops it. The pattern cannot fail
 # (every part is optional), so the engine never backtracks into ``code``; each alternative is a
 # single repeated class or an "unrolled loop" whose pieces start with different characters, and
-# quotes or comments without an end consume the rest of the text in that one attempt.
+# quotes or comments without an end consume the rest of the text in that one attempt. Rare cases
+# are settled in Python where the match stops: a one-letter string prefix (``E'``, ``N'``...),
+# ``?1``, ``.5``.
 
 _TOKEN = re.compile(
     r"""
     (?P<code>(?:
-        (?!(?i:true|false)\b|[EeNnXxBb]'|[Uu]&'|__\[POSTCOMPILE_)[^\W\d][\w$]*
-        |[^\w"`%$:?'./\-]+
+        [^"`%$:'/\-\d]+
+        |(?<=\w)[\d$]+
         |"[^"]*(?:""[^"]*)*"?
         |`[^`]*(?:``[^`]*)*`?
-        |::+|:(?!\w)|\?(?!\d)
+        |::+|:(?!\w)
         |%%|%(?![sbt(])
-        |\.(?!\d)|-(?!-)|/(?!\*)
+        |-(?!-)|/(?!\*)
     )*)
     (?:
-        (?P<ph>
-            %(?:\([^()]*\))?[sbt]
-            |\$\d+
-            |:(?:[^\W\d]\w*|\d+)
-            |\?\d*
-            |__\[POSTCOMPILE_\w+\]
-        )
-        |(?P<num>0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
-        |(?P<str>(?:[NnXxBb]|[Uu]&)?'[^']*(?:''[^']*)*'?)
-        |(?P<estr>[Ee]'[^'\\]*(?:(?:\\[\s\S]|'')[^'\\]*)*'?)
-        |(?P<bool>(?i:true|false)\b)
+        (?P<num>0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)
+        |(?P<ph>%(?:\([^()]*\))?[sbt]|\$\d+|:(?:[^\W\d]\w*|\d+))
+        |(?P<str>'[^']*(?:''[^']*)*'?)
         |(?P<lc>--[^\n]*)
         |(?P<bc>/\*)
         |(?P<dq>\$(?:[^\W\d]\w*)?\$)
     )?
     """,
     re.VERBOSE,
+)
+_ESTRING = re.compile(r"'[^'\\]*(?:(?:\\[\s\S]|'')[^'\\]*)*'?")
+_BOOL_OR_POSTCOMPILE = re.compile(
+    r"(?<![\w$\"`])(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])(?![\w$\"`])|__\[POSTCOMPILE_\w+\]"
 )
 
 _UNARY_MINUS = re.compile(r"(?<=[=<>(,])( ?)-\?")
@@ -155,6 +161,10 @@ _OPERATIONS = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "dele
 _FIRST_WORD = re.compile(r"[( ]*([a-z]+)")
 
 
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char in "_$"
+
+
 def _literals(text: str) -> str:
     """Rules 1-3: drop comments, turn literals and placeholders into ``?``."""
     out: list[str] = []
@@ -170,13 +180,29 @@ def _literals(text: str) -> str:
         if code_end > pos:
             append(text[pos:code_end])
         kind = m.lastgroup
-        if kind == "code":  # stopped at a character no alternative takes: keep it
+        if kind == "code":  # stopped at a character no alternative takes (a lone "$"): keep it
             if code_end < end:
                 append(text[code_end])
             pos = code_end + 1
             continue
         pos = m.end()
-        if kind == "bc":
+        if kind == "num" or kind == "str":
+            # The character just before may belong to this literal: ?1, .5, E'..', N'..'.
+            if code_end > m.start():
+                prev = text[code_end - 1]
+                if prev == "?" and kind == "num":
+                    continue
+                if prev in ".EeNnXxBb" and (code_end < 2 or not _is_word(text[code_end - 2])):
+                    if kind == "num" and prev == ".":
+                        out[-1] = out[-1][:-1]
+                    elif kind == "str" and prev != ".":
+                        out[-1] = out[-1][:-1]
+                        if prev in "Ee":  # backslash escapes: find the end again
+                            escaped = _ESTRING.match(text, code_end)
+                            if escaped is not None:
+                                pos = escaped.end()
+            append("?")
+        elif kind == "bc":
             close = text.find("*/", pos)
             pos = end if close < 0 else close + 2
             append(" ")
@@ -188,7 +214,11 @@ def _literals(text: str) -> str:
             append("?")
         else:
             append("?")
-    return "".join(out)
+    result = "".join(out)
+    low = result.lower()
+    if "true" in low or "false" in low or "__[postcompile_" in low:
+        result = _BOOL_OR_POSTCOMPILE.sub("?", result)
+    return result
 
 
 def _structure(sql: str) -> str:
@@ -330,8 +360,8 @@ class ShapeCache:
             return result
         with self._lock:
             shapes = self._shapes
-            if sql in shapes:
-                return result
+            if sql in shapes:  # another thread got there first
+                return shapes[sql]
             if len(shapes) >= self._max_entries or self._chars + size > self._max_chars:
                 self._evict()
             shapes[sql] = result

@@ -7,14 +7,17 @@ Use it as the config file::
 
 or pull the hooks into your own ``gunicorn.conf.py``::
 
-    from launchguard.gunicorn import child_exit, on_starting, post_worker_init  # noqa: F401
+    from launchguard.gunicorn import child_exit, on_starting  # noqa: F401
 
 Loading this module sets ``PROMETHEUS_MULTIPROC_DIR`` (to a fresh temporary directory unless it
 is already set) *before* any worker imports ``prometheus_client``; that is what switches
 prometheus-client to its multiprocess mode. ``on_starting`` empties the directory of a previous
-run; ``child_exit`` retires a dead worker's live gauges; ``post_worker_init`` installs the
-SIGTERM drain in each worker (readiness fails first, see ``launchguard.drain``). This module
-is a configuration file, so unlike the rest of launchguard it acts when imported.
+run; ``child_exit`` retires a dead worker's live gauges. This module is a configuration file,
+so unlike the rest of launchguard it acts when imported.
+
+Draining: gunicorn's arbiter closes its listening sockets as soon as it gets SIGTERM, before
+any worker hears of it, so readiness cannot fail first from inside a worker. Under gunicorn,
+let the orchestrator drain (a Kubernetes ``preStop`` sleep; see ``docs/health.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import tempfile
 from typing import Any
 
-__all__ = ["child_exit", "multiprocess_dir", "on_starting", "post_worker_init"]
+__all__ = ["child_exit", "multiprocess_dir", "on_starting"]
 
 
 def multiprocess_dir() -> str:
@@ -51,10 +54,3 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-def post_worker_init(worker: Any) -> None:
-    """gunicorn hook, in each worker once its signal handlers are set: drain on SIGTERM."""
-    from . import drain
-
-    drain.install()

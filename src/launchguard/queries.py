@@ -155,16 +155,16 @@ class _Group:
 
     __slots__ = ("count", "keys", "max_seconds", "orm", "seconds", "shape", "sites")
 
-    def __init__(self, shape: Shape, orm: str) -> None:
+    def __init__(self, shape: Shape, orm: str, seconds: float, key: int | None) -> None:
         self.shape = shape
         self.orm = orm
-        self.count = 0
-        self.seconds = 0.0
-        self.max_seconds = 0.0
+        self.count = 1
+        self.seconds = seconds
+        self.max_seconds = seconds
         #: Call site -> count, filled once the shape repeats (the first one is unknown).
         self.sites: dict[str, int] = {}
         #: Hashes of (statement, parameters) seen, for duplicates; never the values.
-        self.keys: dict[int, int] = {}
+        self.keys: dict[int | None, int] = {key: 1}
 
 
 class QueryLedger:
@@ -191,27 +191,25 @@ class QueryLedger:
     ) -> None:
         """Account one statement (hooks call :func:`record_query`, which calls this)."""
         shape = _shapes.get(sql)
-        key = _params_key(sql, params) if not many else None
+        key = None if many else _params_key(sql, params)
         with self._lock:
-            group = self._groups.get(shape.fingerprint)
-            if group is None:
-                group = self._groups[shape.fingerprint] = _Group(shape, orm)
-            group.count += 1
-            group.seconds += seconds
-            if seconds > group.max_seconds:
-                group.max_seconds = seconds
             self.count += 1
             self.seconds += seconds
             if failed:
                 self.errors += 1
-            if key is not None:
-                group.keys[key] = group.keys.get(key, 0) + 1
-            repeating = group.count > 1
-        if repeating:
-            site = call_site()
-            if site is not None:
-                with self._lock:
-                    group.sites[site] = group.sites.get(site, 0) + 1
+            group = self._groups.get(shape.fingerprint)
+            if group is None:
+                self._groups[shape.fingerprint] = _Group(shape, orm, seconds, key)
+                return
+            group.count += 1
+            group.seconds += seconds
+            if seconds > group.max_seconds:
+                group.max_seconds = seconds
+            group.keys[key] = group.keys.get(key, 0) + 1
+        site = call_site()  # the shape repeats: where from?
+        if site is not None:
+            with self._lock:
+                group.sites[site] = group.sites.get(site, 0) + 1
 
     def merge(self, other: QueryLedger) -> None:
         """Add ``other``'s statements to this ledger (a request inside a test's ledger)."""
@@ -222,7 +220,9 @@ class QueryLedger:
             for fingerprint, theirs in other._groups.items():
                 ours = self._groups.get(fingerprint)
                 if ours is None:
-                    ours = self._groups[fingerprint] = _Group(theirs.shape, theirs.orm)
+                    ours = self._groups[fingerprint] = _Group(theirs.shape, theirs.orm, 0.0, None)
+                    ours.count = 0
+                    ours.keys.clear()
                 ours.count += theirs.count
                 ours.seconds += theirs.seconds
                 ours.max_seconds = max(ours.max_seconds, theirs.max_seconds)
@@ -263,7 +263,7 @@ class QueryLedger:
                                 hint,
                             )
                         )
-            duplicates = sum(n - 1 for n in group.keys.values() if n > 1)
+            duplicates = sum(n - 1 for k, n in group.keys.items() if n > 1 and k is not None)
             if duplicates:
                 found.append(
                     Finding(
@@ -323,19 +323,15 @@ def _top_site(group: _Group) -> str | None:
 
 
 def _params_key(sql: str, params: object) -> int | None:
-    """A hash of (statement, parameters); None when the parameters cannot be hashed cheaply."""
+    """A hash of (statement, parameters); None when the parameters cannot be hashed."""
     try:
-        return hash((sql, params))
-    except TypeError:
-        pass
-    try:
-        if isinstance(params, list):
-            return hash((sql, tuple(params)))
         if isinstance(params, dict):
             return hash((sql, tuple(params.items())))
+        if isinstance(params, list):
+            return hash((sql, tuple(params)))
+        return hash((sql, params))
     except TypeError:
         return None
-    return None
 
 
 def current_ledger() -> QueryLedger | None:

@@ -25,11 +25,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     raise MissingExtraError("sqlalchemy", "sqlalchemy") from exc
 
 from .. import queries
-from ..queries import record_query
+from ..queries import current_ledger
 
 __all__ = ["instrument_engine", "uninstrument_engine"]
 
-_KEY = "launchguard_started"
 _instrumented: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -43,24 +42,28 @@ def _sync_engine(engine: Any) -> Engine:
 def _before(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
-    conn.info[_KEY] = perf_counter()
+    ledger = current_ledger()
+    if ledger is not None:
+        context._launchguard = (ledger, perf_counter())
 
 
 def _after(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
-    started = conn.info.pop(_KEY, None)
-    seconds = perf_counter() - started if started is not None else 0.0
-    record_query(statement, parameters, seconds, orm="sqlalchemy", many=executemany)
+    entry = getattr(context, "_launchguard", None)
+    if entry is not None:
+        ledger, started = entry
+        ledger.add(
+            statement, parameters, perf_counter() - started, "sqlalchemy", False, executemany
+        )
 
 
 def _error(context: Any) -> None:
-    conn = context.connection
-    started = conn.info.pop(_KEY, None) if conn is not None else None
-    if context.statement is None:  # a failure outside a statement (connecting)
+    entry = getattr(context.execution_context, "_launchguard", None)
+    if entry is None or context.statement is None:  # no ledger, or failed before a statement
         return
-    seconds = perf_counter() - started if started is not None else 0.0
-    record_query(context.statement, context.parameters, seconds, orm="sqlalchemy", failed=True)
+    ledger, started = entry
+    ledger.add(context.statement, context.parameters, perf_counter() - started, "sqlalchemy", True)
 
 
 def instrument_engine(engine: Any) -> None:
