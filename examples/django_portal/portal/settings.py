@@ -41,6 +41,11 @@ if os.environ.get("PORTAL_PG_DSN"):  # e.g. postgresql://postgres@127.0.0.1:5432
         "HOST": _pg.hostname or "",
         "PORT": str(_pg.port or ""),
     }
+if os.environ.get("PORTAL_REPLICA_DB"):  # a second alias, e.g. a read replica
+    DATABASES["replica"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["PORTAL_REPLICA_DB"],
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

@@ -9,17 +9,18 @@ INVOICES_EACH = 5
 
 
 def seed(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    db = schema_editor.connection.alias
     Customer = apps.get_model("billing", "Customer")
     Invoice = apps.get_model("billing", "Invoice")
     Profile = apps.get_model("billing", "Profile")
     ids = range(1, CUSTOMERS + 1)
-    Customer.objects.bulk_create(
+    Customer.objects.using(db).bulk_create(
         Customer(id=i, name=f"Customer {i:02d}", email=f"customer{i:02d}@example.com") for i in ids
     )
-    Profile.objects.bulk_create(
+    Profile.objects.using(db).bulk_create(
         Profile(customer_id=i, company=f"Company {i:02d}", phone=f"+1-555-01{i:02d}") for i in ids
     )
-    Invoice.objects.bulk_create(
+    Invoice.objects.using(db).bulk_create(
         Invoice(
             customer_id=i,
             number=f"INV-{i:02d}-{j}",
@@ -32,7 +33,8 @@ def seed(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
 
 
 def unseed(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    apps.get_model("billing", "Customer").objects.all().delete()
+    db = schema_editor.connection.alias
+    apps.get_model("billing", "Customer").objects.using(db).all().delete()
 
 
 class Migration(migrations.Migration):
