@@ -76,7 +76,7 @@ class TestInternalErrors:
         def explode(*args: Any) -> None:
             raise RuntimeError("store down")
 
-        monkeypatch.setattr(guard.metrics.store, "record", explode)
+        monkeypatch.setattr(guard.timer, "_record", explode)
         messages = await call(app, "/")
         assert (status_of(messages), body_of(messages)) == (200, b"hello")
         assert (

@@ -279,12 +279,17 @@ class RequestMetrics:
         self, method: str, route: str, status: str, error_type: str, seconds: float
     ) -> None:
         """Record one finished request (and take it off the in-flight gauge)."""
-        if error_type and error_type not in self._error_types:
-            if len(self._error_types) >= MAX_ERROR_TYPES:
-                error_type = "_OTHER"
-            else:
-                self._error_types.add(error_type)
+        if error_type:
+            error_type = self.bound_error_type(error_type)
         self.store.record((method, route, status, error_type), seconds)
+
+    def bound_error_type(self, error_type: str) -> str:
+        """``error_type`` itself, or ``_OTHER`` once ``MAX_ERROR_TYPES`` are known."""
+        if error_type not in self._error_types:
+            if len(self._error_types) >= MAX_ERROR_TYPES:
+                return "_OTHER"
+            self._error_types.add(error_type)
+        return error_type
 
     def set_build_info(self, service: str, version: str, release: str) -> None:
         """Publish the running build."""

@@ -95,6 +95,7 @@ class RequestTimer:
     def __init__(self, metrics: RequestMetrics, errors: InternalErrors, config: Config) -> None:
         self._metrics = metrics
         self._start = metrics.start
+        self._record = metrics.store.record
         self._errors = errors
         self._unmatched = config.unmatched_route
         self._queries = config.queries
@@ -138,11 +139,10 @@ class RequestTimer:
                 status = 499
             elif status >= 500 and not error_type:
                 error_type = _STATUS_TEXT.get(status, "_OTHER")
-            self._metrics.observe(
-                exchange.method,
-                route,
-                _STATUS_TEXT.get(status, "_OTHER"),
-                error_type,
+            if error_type:
+                error_type = self._metrics.bound_error_type(error_type)
+            self._record(
+                (exchange.method, route, _STATUS_TEXT.get(status, "_OTHER"), error_type),
                 end - exchange.start,
             )
         except Exception as error:

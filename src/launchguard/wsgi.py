@@ -45,7 +45,7 @@ class LaunchGuardWSGI:
         self._labels = guard.route_labels
         self._resolver = guard.config.route_resolver
         self._endpoints = guard.endpoints
-        self._skip = frozenset(guard.config.exclude_paths)
+        self._skip = frozenset(guard.config.exclude_paths) or None
         self._server_timing = guard.config.server_timing
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -53,7 +53,7 @@ class LaunchGuardWSGI:
         endpoint = self._endpoints.get(path)
         if endpoint is not None:
             return self._serve_endpoint(endpoint, environ, start_response)
-        if path in self._skip:
+        if self._skip and path in self._skip:
             return self.app(environ, start_response)
         exchange = self._timer.begin(environ.get("REQUEST_METHOD", ""))
         environ[EXCHANGE_KEY] = exchange
