@@ -148,3 +148,14 @@ class TestDjango:
             ok = client.get("/metrics", headers={"Authorization": "Bearer tok-123"})
         assert ok.status_code == 200
         assert "launchguard_build_info" in ok.content.decode()
+
+    def test_server_timing_follows_debug(self, portal: None, registry: CollectorRegistry) -> None:
+        """Under DEBUG the response carries the DB time and count; otherwise it does not."""
+        from django.test import Client, override_settings
+
+        with override_settings(DEBUG=True, LAUNCHGUARD={"registry": registry}):
+            debug = Client().get("/api/invoices/n-plus-one")
+        with override_settings(DEBUG=False, LAUNCHGUARD={"registry": registry}):
+            production = Client().get("/api/invoices/n-plus-one")
+        assert debug["Server-Timing"].endswith('desc="21 queries"')
+        assert "Server-Timing" not in production

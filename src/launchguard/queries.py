@@ -153,18 +153,26 @@ class Finding:
 class _Group:
     """The statements of one SQL shape within one ledger."""
 
-    __slots__ = ("count", "keys", "max_seconds", "orm", "seconds", "shape", "sites")
+    __slots__ = ("count", "first_key", "keys", "max_seconds", "orm", "seconds", "shape", "sites")
 
     def __init__(self, shape: Shape, orm: str, seconds: float, key: int | None) -> None:
+        # Most shapes run once per request: the dicts are made only when a shape repeats.
         self.shape = shape
         self.orm = orm
         self.count = 1
         self.seconds = seconds
         self.max_seconds = seconds
+        self.first_key = key
         #: Call site -> count, filled once the shape repeats (the first one is unknown).
-        self.sites: dict[str, int] = {}
+        self.sites: dict[str, int] | None = None
         #: Hashes of (statement, parameters) seen, for duplicates; never the values.
-        self.keys: dict[int | None, int] = {key: 1}
+        self.keys: dict[int | None, int] | None = None
+
+    def key_counts(self) -> dict[int | None, int]:
+        return {self.first_key: 1} if self.keys is None else self.keys
+
+    def site_counts(self) -> dict[str, int]:
+        return self.sites or {}
 
 
 class QueryLedger:
@@ -205,11 +213,17 @@ class QueryLedger:
             group.seconds += seconds
             if seconds > group.max_seconds:
                 group.max_seconds = seconds
-            group.keys[key] = group.keys.get(key, 0) + 1
+            keys = group.keys
+            if keys is None:
+                keys = group.keys = {group.first_key: 1}
+            keys[key] = keys.get(key, 0) + 1
         site = call_site()  # the shape repeats: where from?
         if site is not None:
             with self._lock:
-                group.sites[site] = group.sites.get(site, 0) + 1
+                sites = group.sites
+                if sites is None:
+                    sites = group.sites = {}
+                sites[site] = sites.get(site, 0) + 1
 
     def merge(self, other: QueryLedger) -> None:
         """Add ``other``'s statements to this ledger (a request inside a test's ledger)."""
@@ -222,14 +236,17 @@ class QueryLedger:
                 if ours is None:
                     ours = self._groups[fingerprint] = _Group(theirs.shape, theirs.orm, 0.0, None)
                     ours.count = 0
-                    ours.keys.clear()
+                    ours.keys = {}
+                keys = ours.key_counts() if ours.keys is None else ours.keys
+                sites = ours.sites if ours.sites is not None else {}
+                for site, n in theirs.site_counts().items():
+                    sites[site] = sites.get(site, 0) + n
+                for key, n in theirs.key_counts().items():
+                    keys[key] = keys.get(key, 0) + n
+                ours.keys, ours.sites = keys, sites
                 ours.count += theirs.count
                 ours.seconds += theirs.seconds
                 ours.max_seconds = max(ours.max_seconds, theirs.max_seconds)
-                for site, n in theirs.sites.items():
-                    ours.sites[site] = ours.sites.get(site, 0) + n
-                for key, n in theirs.keys.items():
-                    ours.keys[key] = ours.keys.get(key, 0) + n
 
     def shapes(self) -> list[tuple[str, int, float]]:
         """(SQL shape, count, seconds) per shape, most frequent first."""
@@ -263,7 +280,9 @@ class QueryLedger:
                                 hint,
                             )
                         )
-            duplicates = sum(n - 1 for k, n in group.keys.items() if n > 1 and k is not None)
+            duplicates = sum(
+                n - 1 for k, n in group.key_counts().items() if n > 1 and k is not None
+            )
             if duplicates:
                 found.append(
                     Finding(
@@ -319,7 +338,8 @@ def _sites_with_first(group: _Group) -> list[tuple[str | None, int]]:
 
 
 def _top_site(group: _Group) -> str | None:
-    return max(group.sites, key=group.sites.__getitem__) if group.sites else None
+    sites = group.sites
+    return max(sites, key=sites.__getitem__) if sites else None
 
 
 def _params_key(sql: str, params: object) -> int | None:

@@ -19,6 +19,7 @@ connection of every alias and thread (attached as each one connects), including 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -37,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     raise MissingExtraError("django", "django") from exc
 
 from .. import queries
+from .._config import env_var
 from .._guard import LaunchGuard
 from ..queries import record_query
 from ..routes import django_template
@@ -51,7 +53,9 @@ _guards_lock = threading.Lock()
 
 def get_guard() -> LaunchGuard:
     """The guard built from ``settings.LAUNCHGUARD`` (one per distinct settings value)."""
-    options = getattr(settings, "LAUNCHGUARD", None) or {}
+    options = dict(getattr(settings, "LAUNCHGUARD", None) or {})
+    if "server_timing" not in options and env_var("server_timing") not in os.environ:
+        options["server_timing"] = bool(settings.DEBUG)  # the DB time in devtools while DEBUG
     key = repr(sorted(options.items()))
     guard = _guards.get(key)
     if guard is None:
