@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -56,6 +57,22 @@ class Config:
     metrics_token: str = _opt("", "If set, `/metrics` requires `Authorization: Bearer <token>`.")
     metrics_allow: tuple[str, ...] = _opt(
         (), "Client networks (CIDR, comma-separated in the env var) allowed to scrape; empty: any."
+    )
+    access_log: bool = _opt(True, "Write one structured access-log line per request.")
+    access_log_sample: float = _opt(
+        1.0, "Fraction of fast successful requests logged (errors and slow ones always are)."
+    )
+    request_id_header: str = _opt(
+        "X-Request-ID", "Header read for an incoming request id and echoed in responses."
+    )
+    trusted_proxies: tuple[str, ...] = _opt(
+        (), "Proxy networks (CIDR) whose X-Forwarded-For gives the logged `client_ip`."
+    )
+    redact_patterns: tuple[tuple[str, str], ...] = _opt(
+        (), "Extra secret patterns to mask: (kind, regex) pairs.", env=False
+    )
+    redact_allowlist: tuple[str, ...] = _opt(
+        (), "Regexes of values never masked (a known-safe id that looks like a key)."
     )
     health_path: str = _opt("/healthz", "Liveness endpoint (never checks dependencies); `off`.")
     ready_path: str = _opt("/readyz", "Readiness endpoint (runs the checks); `off` disables it.")
@@ -173,11 +190,16 @@ class Config:
         for route, budget in self.route_query_budgets:
             if not isinstance(route, str) or not isinstance(budget, int) or budget < 1:
                 _bad("route_query_budgets", (route, budget), "needs {route: whole number >= 1}")
-        for cidr in self.metrics_allow:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                _bad("metrics_allow", cidr, "is not an IP network such as '10.0.0.0/8'")
+        for name in ("metrics_allow", "trusted_proxies"):
+            for cidr in getattr(self, name):
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    _bad(name, cidr, "is not an IP network such as '10.0.0.0/8'")
+        if not 0.0 <= self.access_log_sample <= 1.0:
+            _bad("access_log_sample", self.access_log_sample, "must be between 0 and 1")
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.request_id_header):
+            _bad("request_id_header", self.request_id_header, "must be a header name")
         for path in self.exclude_paths:
             if not path.startswith("/"):
                 _bad("exclude_paths", path, "each path must start with '/'")
@@ -257,6 +279,8 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"launchguard {where}: expected a number of seconds")
+    if name == "redact_patterns":  # (kind, regex) pairs, compiled and checked by Redactor
+        return tuple(tuple(pair) for pair in value)
     if name == "checks":  # Check objects, validated by Health
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise ConfigError(f"launchguard {where}: expected a list of checks")

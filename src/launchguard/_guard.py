@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 from . import drain
 from ._config import Config, RouteResolver, check_names
 from ._internal import InternalErrors
+from .access import AccessLog
 from .admin import AdminResponse, MetricsEndpoint
 from .health import Check, Health
 from .metrics import RequestMetrics
+from .redact import Redactor
+from .redact import _default_redactor as default_redactor
 from .routes import RouteLabels
 from .timing import RequestTimer
 
@@ -52,6 +55,12 @@ class LaunchGuard:
         metrics_path: str | None = None,
         metrics_token: str | None = None,
         metrics_allow: Sequence[str] | None = None,
+        access_log: bool | None = None,
+        access_log_sample: float | None = None,
+        request_id_header: str | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        redact_patterns: Sequence[tuple[str, str]] | None = None,
+        redact_allowlist: Sequence[str] | None = None,
         health_path: str | None = None,
         ready_path: str | None = None,
         startup_path: str | None = None,
@@ -85,10 +94,20 @@ class LaunchGuard:
         self.metrics = RequestMetrics.for_registry(config.registry, config.histogram_buckets)
         self.metrics.set_build_info(config.service, config.version, config.release)
         self.errors = InternalErrors(_ErrorCounter(self.metrics))
+        self.redactor = (
+            Redactor(extra_patterns=config.redact_patterns, allowlist=config.redact_allowlist)
+            if config.redact_patterns or config.redact_allowlist
+            else default_redactor()
+        )
         self.route_labels = RouteLabels(
             max_routes=config.max_routes, unmatched=config.unmatched_route
         )
-        self.timer = RequestTimer(self.metrics, self.errors, config)
+        self.timer = RequestTimer(
+            self.metrics,
+            self.errors,
+            config,
+            AccessLog(config, self.redactor) if config.access_log else None,
+        )
         self.metrics_endpoint = (
             MetricsEndpoint(config, self.metrics.exposition) if config.metrics_path else None
         )

@@ -45,6 +45,8 @@ class LaunchGuardMiddleware:
         self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths)
         self._server_timing = guard.config.server_timing
+        self._rid_header = guard.config.request_id_header.lower().encode("latin-1")
+        self._forwarded = bool(guard.config.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +67,20 @@ class LaunchGuardMiddleware:
         if routes.needs_app:
             routes.note_app(scope)
         entry_root = scope.get("root_path", "")
-        exchange = self._timer.begin(scope["method"])
+        rid_header = self._rid_header
+        incoming_id = forwarded_for = None
+        for name, value in scope.get("headers", ()):
+            if name == rid_header:
+                incoming_id = value.decode("latin-1")
+            elif name == b"x-forwarded-for" and self._forwarded:
+                forwarded_for = value.decode("latin-1")
+        exchange = self._timer.begin(scope["method"], incoming_id)
+        exchange.path = path
+        exchange.query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client")
+        exchange.client = client[0] if client else None
+        exchange.forwarded_for = forwarded_for
+        request_id_header = (rid_header, exchange.request_id.encode("latin-1"))
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -77,8 +92,14 @@ class LaunchGuardMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == rid_header for name, _ in headers):
+                    headers.append(request_id_header)
                 if self._server_timing:
-                    message = _with_server_timing(message, exchange)
+                    timing = exchange.server_timing()
+                    if timing is not None:
+                        headers.append((b"server-timing", timing.encode()))
+                message = {**message, "headers": headers}
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
@@ -148,14 +169,6 @@ class LaunchGuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def _with_server_timing(message: Message, exchange: Exchange) -> Message:
-    value = exchange.server_timing()
-    if value is None:
-        return message
-    headers = [*message.get("headers", ()), (b"server-timing", value.encode())]
-    return {**message, "headers": headers}
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -24,11 +24,21 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from . import queries
-from .queries import QueryLedger, QueryReporter, QueryRules, close_ledger, open_ledger, warn_about
+from .context import new_request_id, request_id_var, valid_request_id
+from .queries import (
+    Finding,
+    QueryLedger,
+    QueryReporter,
+    QueryRules,
+    close_ledger,
+    open_ledger,
+    warn_about,
+)
 
 if TYPE_CHECKING:
     from ._config import Config
     from ._internal import InternalErrors
+    from .access import AccessLog
     from .metrics import RequestMetrics
 
 __all__ = ["Exchange", "RequestTimer", "normalize_method"]
@@ -48,12 +58,18 @@ class Exchange:
     """What the adapter saw of one request and its response."""
 
     __slots__ = (
+        "client",
         "complete",
         "disconnected",
         "end",
         "error_type",
+        "forwarded_for",
         "ledger",
         "method",
+        "path",
+        "query",
+        "request_id",
+        "rid_token",
         "route",
         "start",
         "status",
@@ -75,6 +91,13 @@ class Exchange:
         #: The request's query ledger, while it is open.
         self.ledger: QueryLedger | None = None
         self.token: Token[QueryLedger | None] | None = None
+        #: Request facts the access log needs, filled in by the adapter.
+        self.path = ""
+        self.query = ""
+        self.client: str | None = None
+        self.forwarded_for: str | None = None
+        self.request_id = ""
+        self.rid_token: Token[str | None] | None = None
 
     def server_timing(self) -> str | None:
         """A ``Server-Timing`` value with the DB time and count so far, if a ledger is open."""
@@ -92,7 +115,14 @@ class Exchange:
 class RequestTimer:
     """Records each request into the metrics, with the rules in the module docstring."""
 
-    def __init__(self, metrics: RequestMetrics, errors: InternalErrors, config: Config) -> None:
+    def __init__(
+        self,
+        metrics: RequestMetrics,
+        errors: InternalErrors,
+        config: Config,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.access_log = access_log
         self._metrics = metrics
         self._start = metrics.start
         self._record = metrics.store.record
@@ -112,14 +142,19 @@ class RequestTimer:
             warn=config.warn_findings,
         )
 
-    def begin(self, method: str) -> Exchange:
-        """Start timing a request (and its query ledger, when a database hook is installed)."""
+    def begin(self, method: str, request_id: str | None = None) -> Exchange:
+        """Start timing a request: its request id (``request_id`` if well formed, else a new
+        one) and its query ledger (when a database hook is installed)."""
         method = method if method in KNOWN_METHODS else "_OTHER"
         try:
             self._start(method)
         except Exception as exc:
             self._errors.record("metrics", exc)
         exchange = Exchange(method, perf_counter())
+        if request_id is None or not valid_request_id(request_id):
+            request_id = new_request_id()
+        exchange.request_id = request_id
+        exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:
             exchange.ledger, exchange.token = open_ledger()
         return exchange
@@ -127,10 +162,10 @@ class RequestTimer:
     def finish(self, exchange: Exchange, exc: BaseException | None = None) -> None:
         """Record ``exchange`` once the app has returned (``exc`` is None) or raised."""
         route = exchange.route or self._unmatched
+        end = exchange.end or perf_counter()
+        status = exchange.status
+        error_type = exchange.error_type
         try:
-            end = exchange.end or perf_counter()
-            status = exchange.status
-            error_type = exchange.error_type
             if exc is not None:
                 error_type = type(exc).__qualname__
             if not status:  # nothing was sent: the server answers 500
@@ -148,12 +183,29 @@ class RequestTimer:
         except Exception as error:
             self._errors.record("metrics", error)
         ledger = exchange.ledger
+        findings: list[Finding] = []
         if ledger is not None:
-            self._finish_ledger(exchange, ledger, route)
+            findings = self._finish_ledger(exchange, ledger, route)
+        if self.access_log is not None:
+            try:
+                self.access_log.log(
+                    exchange, route, status, error_type, end - exchange.start, ledger
+                )
+            except Exception as error:
+                self._errors.record("access_log", error)
+        token = exchange.rid_token
+        if token is not None:
+            exchange.rid_token = None
+            try:
+                request_id_var.reset(token)
+            except ValueError:  # finished in another context (a WSGI body closed elsewhere)
+                pass
+        if findings and self.reporter.warn:
+            warn_about(findings)  # outside the guard: a suite's filterwarnings=error must raise
 
-    def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> None:
+    def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> list[Finding]:
         exchange.ledger = None
-        findings = []
+        findings: list[Finding] = []
         try:
             ledger.route = route
             if exchange.token is not None:
@@ -166,5 +218,4 @@ class RequestTimer:
                     self.reporter.report(route, findings)
         except Exception as error:
             self._errors.record("queries", error)
-        if findings and self.reporter.warn:
-            warn_about(findings)  # outside the guard: a suite's filterwarnings=error must raise
+        return findings

@@ -47,6 +47,9 @@ class LaunchGuardWSGI:
         self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths) or None
         self._server_timing = guard.config.server_timing
+        header = guard.config.request_id_header
+        self._rid_header = header
+        self._rid_key = "HTTP_" + header.upper().replace("-", "_")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -55,9 +58,15 @@ class LaunchGuardWSGI:
             return self._serve_endpoint(endpoint, environ, start_response)
         if self._skip and path in self._skip:
             return self.app(environ, start_response)
-        exchange = self._timer.begin(environ.get("REQUEST_METHOD", ""))
+        exchange = self._timer.begin(environ.get("REQUEST_METHOD", ""), environ.get(self._rid_key))
         environ[EXCHANGE_KEY] = exchange
+        exchange.path = path
+        exchange.query = environ.get("QUERY_STRING", "")
+        exchange.client = environ.get("REMOTE_ADDR")
+        exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
         server_timing = self._server_timing
+        rid_header = self._rid_header
+        rid_lower = rid_header.lower()
 
         def guarded_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
@@ -66,11 +75,14 @@ class LaunchGuardWSGI:
                 exchange.status = int(status[:3])
             except (TypeError, ValueError):
                 exchange.status = 0
+            extra = []
+            if not any(name.lower() == rid_lower for name, _ in headers):
+                extra.append((rid_header, exchange.request_id))
             if server_timing:
                 value = exchange.server_timing()
                 if value:
-                    headers = [*headers, ("Server-Timing", value)]
-            return start_response(status, headers, exc_info)
+                    extra.append(("Server-Timing", value))
+            return start_response(status, [*headers, *extra], exc_info)
 
         try:
             body = self.app(environ, guarded_start_response)

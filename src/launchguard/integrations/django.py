@@ -129,6 +129,8 @@ class LaunchGuardMiddleware:
         self._endpoints = guard.endpoints
         self._skip = frozenset(guard.config.exclude_paths)
         self._server_timing = guard.config.server_timing
+        self._rid_header = guard.config.request_id_header
+        self._rid_key = "HTTP_" + self._rid_header.upper().replace("-", "_")
         if guard.config.queries:
             install_query_hook()
         self.is_async = iscoroutinefunction(get_response)
@@ -146,8 +148,7 @@ class LaunchGuardMiddleware:
             )
         if path in self._skip:
             return self.get_response(request)
-        exchange = self._timer.begin(request.method or "")
-        setattr(request, _ATTR, exchange)
+        exchange = self._begin(request)
         try:
             response = self.get_response(request)
         except BaseException as exc:
@@ -165,14 +166,23 @@ class LaunchGuardMiddleware:
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if path in self._skip:
             return await get_response(request)
-        exchange = self._timer.begin(request.method or "")
-        setattr(request, _ATTR, exchange)
+        exchange = self._begin(request)
         try:
             response = await get_response(request)
         except BaseException as exc:
             self._timer.finish(exchange, exc)
             raise
         return self._watch(response, exchange)
+
+    def _begin(self, request: HttpRequest) -> Exchange:
+        meta = request.META
+        exchange = self._timer.begin(request.method or "", meta.get(self._rid_key))
+        exchange.path = request.path
+        exchange.query = meta.get("QUERY_STRING", "")
+        exchange.client = meta.get("REMOTE_ADDR")
+        exchange.forwarded_for = meta.get("HTTP_X_FORWARDED_FOR")
+        setattr(request, _ATTR, exchange)
+        return exchange
 
     def process_view(
         self,
@@ -201,6 +211,8 @@ class LaunchGuardMiddleware:
     def _watch(self, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
         """Record the request when the server closes the response (after its last byte)."""
         exchange.status = response.status_code
+        if not response.has_header(self._rid_header):
+            response[self._rid_header] = exchange.request_id
         if self._server_timing:
             value = exchange.server_timing()
             if value:

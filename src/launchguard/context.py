@@ -1,0 +1,57 @@
+"""Request context: the request id (and trace ids) of the request being served.
+
+The middleware accepts an incoming ``X-Request-ID`` when it is well formed (1-128 characters of
+letters, digits and ``-_.:@``) or makes one, echoes it in the response, and keeps it in a
+ContextVar for the whole request, so every log line written meanwhile can carry it - in async
+code, in threads the framework runs sync code in (``run_in_threadpool``, ``sync_to_async``), and
+under threaded WSGI servers. ``asyncio.to_thread`` and ``loop.run_in_executor`` with
+``contextvars.copy_context().run`` keep it too; a bare ``ThreadPoolExecutor.submit`` does not.
+
+    from launchguard.context import current_request_id
+
+    log.info("charging card", request_id=current_request_id())
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["current_request_id", "new_request_id", "trace_ids", "valid_request_id"]
+
+_VALID = re.compile(r"[A-Za-z0-9._:@\-]{1,128}")
+
+#: The request id of the request being served, if any.
+request_id_var: ContextVar[str | None] = ContextVar("launchguard_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served in this context, if any."""
+    return request_id_var.get()
+
+
+def new_request_id() -> str:
+    """A fresh random request id (32 hex characters)."""
+    return os.urandom(16).hex()
+
+
+def valid_request_id(value: str | None) -> bool:
+    """True for an incoming id we may keep: 1-128 of ``[A-Za-z0-9._:@-]``."""
+    return value is not None and _VALID.fullmatch(value) is not None
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the active OpenTelemetry span, when OpenTelemetry is in use."""
+    trace: Any = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    try:
+        context = trace.get_current_span().get_span_context()
+    except Exception:
+        return None
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")

@@ -1,0 +1,221 @@
+"""Request ids, the access log and ``launchguard.logging.configure()``, read back as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import launchguard.logging as lg_logging
+from launchguard import LaunchGuard
+from launchguard.context import current_request_id
+
+from .asgi_util import call
+
+pytestmark = pytest.mark.anyio
+
+GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """configure() into a buffer; restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    lg_logging.configure(stream=buffer, json=True)
+    yield buffer
+    structlog.reset_defaults()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+def access(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in lines(buffer) if line.get("logger") == "launchguard.access"]
+
+
+async def endpoint(request: Request) -> Response:
+    structlog.get_logger("app").info("in view", card=request.query_params.get("card", ""))
+    logging.getLogger("app.std").warning("stdlib in view")
+    return PlainTextResponse(current_request_id() or "")
+
+
+def sync_endpoint(request: Request) -> Response:
+    logging.getLogger("app.std").warning("sync view in a worker thread")
+    return PlainTextResponse(current_request_id() or "")
+
+
+def app(registry: CollectorRegistry, **options: Any) -> Any:
+    guard = LaunchGuard(service="portal", release="r42", registry=registry, environ={}, **options)
+    routes = [Route("/items/{item_id}", endpoint), Route("/sync", sync_endpoint)]
+    return guard.asgi(Starlette(routes=routes))
+
+
+def response_header(messages: list[dict[str, Any]], name: bytes) -> str | None:
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    return next((v.decode() for k, v in start["headers"] if k == name), None)
+
+
+class TestRequestId:
+    async def test_incoming_id_kept_and_echoed(self, registry: CollectorRegistry) -> None:
+        """A well-formed incoming X-Request-ID is used, echoed and visible to the app."""
+        messages = await call(app(registry), "/items/1", headers=[(b"x-request-id", b"abc-123")])
+        assert response_header(messages, b"x-request-id") == "abc-123"
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        assert body == b"abc-123"
+
+    @pytest.mark.parametrize("bad", [b"", b"x" * 129, b"evil\xff", b"a b", b"<script>"])
+    async def test_bad_incoming_id_replaced(self, registry: CollectorRegistry, bad: bytes) -> None:
+        """An invalid incoming id is replaced by a fresh one."""
+        messages = await call(app(registry), "/items/1", headers=[(b"x-request-id", bad)])
+        echoed = response_header(messages, b"x-request-id")
+        assert echoed is not None
+        assert len(echoed) == 32
+        assert echoed != bad.decode("latin-1")
+
+    async def test_ids_bound_in_every_log_line(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """structlog and stdlib lines, async and threadpool views, carry the request id."""
+        guarded = app(registry)
+        ids = []
+        for path in ("/items/1", "/sync"):
+            messages = await call(guarded, path)
+            ids.append(response_header(messages, b"x-request-id"))
+        written = [line for line in lines(logs) if line["logger"] != "launchguard.access"]
+        by_event = {line["event"]: line.get("request_id") for line in written}
+        assert by_event["in view"] == ids[0]
+        assert by_event["stdlib in view"] == ids[0]
+        assert by_event["sync view in a worker thread"] == ids[1]
+        assert current_request_id() is None  # reset after the request
+
+    async def test_concurrent_requests_keep_their_ids(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """500 interleaved requests: each log line carries its own request's id."""
+
+        async def slow(request: Request) -> Response:
+            rid = request.headers["x-request-id"]
+            for _ in range(3):
+                await asyncio.sleep(0)
+                assert current_request_id() == rid
+            structlog.get_logger("app").info("done", expected=rid)
+            return PlainTextResponse(rid)
+
+        guard = LaunchGuard(registry=registry, environ={}, access_log=False)
+        guarded = guard.asgi(Starlette(routes=[Route("/", slow)]))
+        await asyncio.gather(
+            *(
+                call(guarded, "/", headers=[(b"x-request-id", f"req-{i}".encode())])
+                for i in range(500)
+            )
+        )
+        done = [line for line in lines(logs) if line["event"] == "done"]
+        assert len(done) == 500
+        assert all(line["request_id"] == line["expected"] for line in done)
+
+
+class TestAccessLog:
+    async def test_fields(self, registry: CollectorRegistry, logs: io.StringIO) -> None:
+        """One JSON line per request with route, redacted path, status, timing and ids."""
+        messages = await call(
+            app(registry), "/items/7", query_string=f"token={GITHUB}&page=2".encode()
+        )
+        (line,) = access(logs)
+        assert line["event"] == "request"
+        assert line["level"] == "info"
+        assert line["method"] == "GET"
+        assert line["route"] == "/items/{item_id}"
+        assert line["status"] == 200
+        assert line["release"] == "r42"
+        assert line["request_id"] == response_header(messages, b"x-request-id")
+        assert line["duration_ms"] > 0
+        assert line["path"].startswith("/items/7?token=[REDACTED")
+        assert "page=2" in line["path"]
+        assert GITHUB not in logs.getvalue()
+        assert "client_ip" not in line
+        assert "timestamp" in line
+
+    async def test_client_ip_only_through_trusted_proxy(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """client_ip comes from X-Forwarded-For only when the peer is a trusted proxy."""
+        guarded = app(registry, trusted_proxies=["10.0.0.0/8"])
+        forwarded = [(b"x-forwarded-for", b"198.51.100.7, 10.0.0.2")]
+        await call(guarded, "/items/1", client=("10.0.0.1", 1), headers=forwarded)
+        await call(guarded, "/items/1", client=("203.0.113.9", 1), headers=forwarded)
+        trusted, untrusted = access(logs)
+        assert trusted["client_ip"] == "198.51.100.7"
+        assert "client_ip" not in untrusted
+
+    async def test_sampling_keeps_errors(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """With sampling at 0 fast successes are dropped, errors still logged."""
+
+        async def boom(request: Request) -> Response:
+            raise RuntimeError(f"payment failed for {STRIPE}")
+
+        guard = LaunchGuard(registry=registry, environ={}, access_log_sample=0.0)
+        guarded = guard.asgi(Starlette(routes=[Route("/ok", endpoint), Route("/boom", boom)]))
+        await call(guarded, "/ok")
+        with pytest.raises(RuntimeError):
+            await call(guarded, "/boom")
+        (line,) = access(logs)
+        assert (line["route"], line["status"], line["level"]) == ("/boom", 500, "error")
+        assert line["error_type"] == "RuntimeError"
+
+    async def test_off(self, registry: CollectorRegistry, logs: io.StringIO) -> None:
+        """access_log=False writes nothing."""
+        await call(app(registry, access_log=False), "/items/1")
+        assert access(logs) == []
+
+
+class TestConfigure:
+    def test_stdlib_and_structlog_masked(self, logs: io.StringIO) -> None:
+        """Messages, args, extras, key names and tracebacks are masked in both worlds."""
+        structlog.get_logger("app").info("charge", api_key=STRIPE, db_password="hunter2!")
+        logging.getLogger("app").warning("url %s", "postgres://admin:s3cretpw@db/app")
+        try:
+            raise ValueError(f"token {GITHUB}")
+        except ValueError:
+            logging.getLogger("app").exception("failed")
+        output = logs.getvalue()
+        for secret in (STRIPE, "hunter2!", "s3cretpw", GITHUB):
+            assert secret not in output
+        assert "[REDACTED:" in output
+        assert len(lines(logs)) == 3
+
+    def test_redaction_must_come_last(self) -> None:
+        """A processor after the redactor (other than the renderer) is refused."""
+        redact = lg_logging.RedactingProcessor()
+        render = structlog.processors.JSONRenderer()
+        lg_logging.check_processors([redact, render])
+        with pytest.raises(ValueError, match="after RedactingProcessor"):
+            lg_logging.check_processors([redact, structlog.processors.add_log_level, render])
+        with pytest.raises(ValueError, match="no RedactingProcessor"):
+            lg_logging.check_processors([render])
