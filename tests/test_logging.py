@@ -88,7 +88,9 @@ class TestRequestId:
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         assert body == b"abc-123"
 
-    @pytest.mark.parametrize("bad", [b"", b"x" * 129, b"evil\xff", b"a b", b"<script>"])
+    @pytest.mark.parametrize(
+        "bad", [b"", b"x" * 129, b"evil\xff", b"a b", b"<script>", GITHUB.encode()]
+    )
     async def test_bad_incoming_id_replaced(self, registry: CollectorRegistry, bad: bytes) -> None:
         """An invalid incoming id is replaced by a fresh one."""
         messages = await call(app(registry), "/items/1", headers=[(b"x-request-id", bad)])

@@ -107,6 +107,7 @@ class LaunchGuard:
             self.errors,
             config,
             AccessLog(config, self.redactor) if config.access_log else None,
+            self.redactor.redact_text,
         )
         self.metrics_endpoint = (
             MetricsEndpoint(config, self.metrics.exposition) if config.metrics_path else None

@@ -19,6 +19,7 @@ Nothing here raises into the request: a failure is handed to :class:`InternalErr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -121,8 +122,11 @@ class RequestTimer:
         errors: InternalErrors,
         config: Config,
         access_log: AccessLog | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.access_log = access_log
+        #: Masks secrets; an incoming request id it would change is not kept.
+        self.redact = redact
         self._metrics = metrics
         self._start = metrics.start
         self._record = metrics.store.record
@@ -151,8 +155,12 @@ class RequestTimer:
         except Exception as exc:
             self._errors.record("metrics", exc)
         exchange = Exchange(method, perf_counter())
-        if request_id is None or not valid_request_id(request_id):
-            request_id = new_request_id()
+        if (
+            request_id is None
+            or not valid_request_id(request_id)
+            or (self.redact is not None and self.redact(request_id) != request_id)
+        ):
+            request_id = new_request_id()  # none, malformed, or shaped like a secret
         exchange.request_id = request_id
         exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:
