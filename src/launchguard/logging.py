@@ -64,15 +64,43 @@ class RedactingProcessor:
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         self._redactor = redactor
+        self._sensitive_keys: dict[str, bool] = {}
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> Mapping[str, Any]:
         redactor = self._redactor or default_redactor()
+        if self._clean(redactor, event_dict):
+            return event_dict
         redacted = redactor.redact_value(dict(event_dict))
         if isinstance(redacted, dict):
             return redacted
         return {"event": "[REDACTED]"}  # never the unmasked original
+
+    def _clean(self, redactor: Redactor, event_dict: Mapping[str, Any]) -> bool:
+        """True when nothing in a flat event needs masking: no sensitive key, and one scan of
+        the joined keys and strings finds nothing (most lines). Anything else, or any doubt,
+        goes the full way."""
+        keys = self._sensitive_keys
+        parts = []
+        for key, value in event_dict.items():
+            if type(key) is not str:
+                return False
+            sensitive = keys.get(key)
+            if sensitive is None:
+                sensitive = redactor.is_sensitive_key(key)
+                if len(keys) < 4096:
+                    keys[key] = sensitive
+            if sensitive:
+                return False
+            parts.append(key)
+            kind = type(value)
+            if kind is str:
+                parts.append(value)
+            elif value is not None and kind not in (int, float, bool):
+                return False
+        text = "\n".join(parts)
+        return redactor.redact_text(text) == text
 
 
 class RedactingFilter(logging.Filter):
