@@ -1,11 +1,12 @@
 """Request context: the request id (and trace ids) of the request being served.
 
 The middleware accepts an incoming ``X-Request-ID`` when it is well formed (1-128 characters of
-letters, digits and ``-_.:@``) and does not look like a secret, or makes one, echoes it in the response, and keeps it in a
-ContextVar for the whole request, so every log line written meanwhile can carry it - in async
-code, in threads the framework runs sync code in (``run_in_threadpool``, ``sync_to_async``), and
-under threaded WSGI servers. ``asyncio.to_thread`` and ``loop.run_in_executor`` with
-``contextvars.copy_context().run`` keep it too; a bare ``ThreadPoolExecutor.submit`` does not.
+letters, digits and ``-_.:@``) and does not look like a secret, or makes one, echoes it in the
+response, and keeps it in a ContextVar for the whole request, so every log line written
+meanwhile can carry it - in async code, in threads the framework runs sync code in
+(``run_in_threadpool``, ``sync_to_async``), and under threaded WSGI servers.
+``asyncio.to_thread`` and ``loop.run_in_executor`` with ``contextvars.copy_context().run``
+keep it too; a bare ``ThreadPoolExecutor.submit`` does not.
 
     from launchguard.context import current_request_id
 
