@@ -221,3 +221,26 @@ class TestConfigure:
             lg_logging.check_processors([redact, structlog.processors.add_log_level, render])
         with pytest.raises(ValueError, match="no RedactingProcessor"):
             lg_logging.check_processors([render])
+
+
+class TestThreads:
+    async def test_what_threads_see(self, registry: CollectorRegistry) -> None:
+        """to_thread and copy_context().run keep the request id; bare run_in_executor does not."""
+        import contextvars
+
+        seen: dict[str, str | None] = {}
+
+        async def view(request: Request) -> Response:
+            loop = asyncio.get_running_loop()
+            seen["to_thread"] = await asyncio.to_thread(current_request_id)
+            seen["run_in_executor"] = await loop.run_in_executor(None, current_request_id)
+            context = contextvars.copy_context()
+            seen["copy_context"] = await loop.run_in_executor(
+                None, context.run, current_request_id
+            )
+            return PlainTextResponse("ok")
+
+        guard = LaunchGuard(registry=registry, environ={}, access_log=False)
+        guarded = guard.asgi(Starlette(routes=[Route("/", view)]))
+        await call(guarded, "/", headers=[(b"x-request-id", b"rid-1")])
+        assert seen == {"to_thread": "rid-1", "run_in_executor": None, "copy_context": "rid-1"}
