@@ -34,4 +34,9 @@ def test_demo_once_reports_what_the_guard_saw() -> None:
     assert "/admin/users/{user_id}" in lines
     assert "__unmatched__" in lines
     assert "/metrics" in done.stdout
+    assert "N+1 QUERIES" in lines["/api/invoices/n-plus-one"]
+    assert "N+1" not in lines["/api/invoices/fixed"]
+    assert "n_plus_one on /api/invoices/n-plus-one" in done.stdout
+    assert "at examples/fastapi_portal/app.py:" in done.stdout
+    assert "/readyz  -> 200" in done.stdout
     assert not [name for name in lines if "wp-login" in name or ".env" in name]

@@ -11,6 +11,7 @@ import importlib
 import math
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -91,6 +92,11 @@ def run_demo(*, port: int, rounds: int, once: bool) -> int:
         raise MissingExtraError(exc.name or "uvicorn", "demo") from exc
     portal = _load_portal()
     port = _free_port(port)
+    log_path = Path(tempfile.gettempdir()) / "launchguard-demo.log"
+    log_file = log_path.open("w", encoding="utf-8")
+    from . import logging as lg_logging
+
+    lg_logging.configure(stream=log_file, json=True)
     url = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(
         uvicorn.Config(portal.create_app(), host="127.0.0.1", port=port, log_level="critical")
@@ -120,11 +126,20 @@ def run_demo(*, port: int, rounds: int, once: bool) -> int:
                         except httpx.TransportError as exc:
                             print(f"  {path}: {exc!r}")
             scrape = client.get("/metrics").text
+            ready = client.get("/readyz")
+        log_file.flush()
         print()
         print(report(scrape))
         print()
+        print("What the log says (JSON lines, secrets masked), the warnings and errors:")
+        for line in _notable(log_path):
+            print("  " + line)
+        print()
         print("Where to look:")
         print(f"  metrics     {url}/metrics  (Prometheus text; OpenMetrics on request)")
+        print(f"  readiness   {url}/readyz  -> {ready.status_code} {ready.text}")
+        print(f"  liveness    {url}/healthz")
+        print(f"  the log     {log_path}  (one access-log line per request)")
         print("  the portal  " + ", ".join(f"{url}{p}" for p in ("/dashboard", "/slow")))
         if once:
             return 0
@@ -136,7 +151,43 @@ def run_demo(*, port: int, rounds: int, once: bool) -> int:
     finally:
         server.should_exit = True
         thread.join(10)
+        log_file.close()
     return 0
+
+
+def _notable(log_path: Path, limit: int = 8) -> list[str]:
+    """One short line per distinct warning or error in the demo's JSON log."""
+    import json
+
+    seen: dict[str, str] = {}
+    for raw in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if entry.get("level") not in ("warning", "error"):
+            continue
+        finding = entry.get("launchguard_finding")
+        if isinstance(finding, dict):
+            key = f"{finding.get('kind')} {finding.get('route')}"
+            sql = str(finding.get("sql"))
+            sql = sql if len(sql) <= 60 else sql[:57] + "..."
+            text = (
+                f"{entry['level']}: {finding.get('kind')} on {finding.get('route')}: "
+                f"{finding.get('count')} x {sql} at {finding.get('call_site')}"
+            )
+        elif entry.get("event") == "request":
+            key = f"request {entry.get('route')} {entry.get('status')}"
+            text = (
+                f"{entry['level']}: {entry.get('method')} {entry.get('route')} -> "
+                f"{entry.get('status')} in {entry.get('duration_ms')} ms "
+                f"({entry.get('db_queries', 0)} queries)"
+            )
+        else:
+            key = str(entry.get("event"))[:60]
+            text = f"{entry['level']}: {str(entry.get('event'))[:100]}"
+        seen.setdefault(key, text[:240])
+    return list(seen.values())[:limit]
 
 
 def report(exposition: str) -> str:
@@ -144,7 +195,21 @@ def report(exposition: str) -> str:
     from prometheus_client.parser import text_string_to_metric_families
 
     routes: dict[str, dict[str, Any]] = {}
+    queries: dict[str, list[float]] = {}
+    findings: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(exposition):
+        if family.name == "launchguard_db_queries_per_request":
+            for sample in family.samples:
+                stat = queries.setdefault(sample.labels["http_route"], [0.0, 0.0])
+                if sample.name.endswith("_sum"):
+                    stat[0] += sample.value
+                elif sample.name.endswith("_count"):
+                    stat[1] += sample.value
+        elif family.name == "launchguard_query_findings":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.value:
+                    route = sample.labels["http_route"]
+                    findings.setdefault(route, set()).add(sample.labels["kind"])
         if family.name != "http_server_request_duration_seconds":
             continue
         for sample in family.samples:
@@ -162,18 +227,26 @@ def report(exposition: str) -> str:
             elif sample.name.endswith("_bucket"):
                 le = float(labels["le"])
                 row["buckets"][le] = row["buckets"].get(le, 0.0) + sample.value
-    lines = [f"{'route':46} {'requests':>8} {'5xx':>5} {'p95 <=':>8}  note"]
+    lines = [f"{'route':44} {'requests':>8} {'5xx':>4} {'p95 <=':>8} {'SQL/req':>7}  note"]
     for name, row in sorted(routes.items(), key=lambda item: -item[1]["count"]):
+        route = name.split(" ", 1)[1]
         p95 = _quantile_bound(row["buckets"], 0.95)
-        note = ""
+        total, count = queries.get(route, [0.0, 0.0])
+        per_request = f"{total / count:.0f}" if count else "-"
+        notes = []
         if "__unmatched__" in name:
-            note = "unmatched paths share one label (no cardinality blow-up)"
-        elif p95 > 1.0:
-            note = "SLOW: p95 over 1 s"
-        elif row["errors"]:
-            note = "server errors"
+            notes.append("unmatched paths share one label (no cardinality blow-up)")
+        if "n_plus_one" in findings.get(route, ()):
+            notes.append("N+1 QUERIES")
+        if p95 > 1.0:
+            notes.append("SLOW: p95 over 1 s")
+        if row["errors"]:
+            notes.append("server errors")
         shown = "inf" if math.isinf(p95) else f"{p95 * 1000:.0f} ms"
-        lines.append(f"{name[:46]:46} {row['count']:8.0f} {row['errors']:5.0f} {shown:>8}  {note}")
+        lines.append(
+            f"{name[:44]:44} {row['count']:8.0f} {row['errors']:4.0f} {shown:>8} "
+            f"{per_request:>7}  {', '.join(notes)}"
+        )
     return "\n".join(lines)
 
 
