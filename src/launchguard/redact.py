@@ -26,7 +26,8 @@ What is masked:
   (``password=...``, ``"api_key": "..."``, ``X-Api-Key: ...``, ``?token=...``). Key names are
   normalised (camelCase split, lower case, punctuation to ``_``) and match by token, so
   ``db_password``, ``accessToken`` and ``X-Api-Key`` are sensitive while ``token_count``,
-  ``max_tokens``, ``author`` and ``password_policy`` are not (see :meth:`Redactor.is_sensitive_key`);
+  ``max_tokens``, ``author`` and ``password_policy`` are not
+(see :meth:`Redactor.is_sensitive_key`);
 * URL passwords (``scheme://user:[REDACTED:url_password]@host``; database URLs such as
   ``postgresql+psycopg://`` or ``mongodb+srv://`` say ``database_password``);
 * ``Authorization`` / ``Proxy-Authorization`` credentials (the scheme word is kept), standalone
@@ -241,7 +242,7 @@ def _re2_literal(keyword: str, ci: bool) -> str:
         if ci and ch.isalpha():
             out.append(f"[{ch.upper()}{ch.lower()}]")
         else:
-            out.append("\\x%02x" % ord(ch))
+            out.append(f"\\x{ord(ch):02x}")
     return "".join(out)
 
 
@@ -534,10 +535,8 @@ class Redactor:
     def _redact_unfiltered(self, text: str) -> str:
         """Every rule on ``text`` regardless of the prefilter (the reference the tests compare)."""
         for i, step in enumerate(self._steps):
-            if i == self._kv_id:
-                text = self._kv_step(text, self._kv_words.values())
-            else:
-                text = step(text)
+            is_kv = i == self._kv_id
+            text = self._kv_step(text, self._kv_words.values()) if is_kv else step(text)
         return text
 
     def redact_value(self, obj: object) -> object:
@@ -957,7 +956,7 @@ _default: Redactor | None = None
 
 
 def _default_redactor() -> Redactor:
-    global _default  # noqa: PLW0603 - built on first use, not at import time
+    global _default  # built on first use, not at import time
     redactor = _default
     if redactor is None:
         redactor = _default = Redactor()
@@ -970,5 +969,5 @@ def redact_text(text: str) -> str:
 
 
 def redact_value(obj: object) -> object:
-    """Redact a nested value with the default :class:`Redactor`; see :meth:`Redactor.redact_value`."""
+    """Redact a nested value with the default :class:`Redactor` (:meth:`Redactor.redact_value`)."""
     return _default_redactor().redact_value(obj)
