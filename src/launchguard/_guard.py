@@ -12,8 +12,7 @@ from .access import AccessLog
 from .admin import AdminResponse, MetricsEndpoint
 from .health import Check, Health
 from .metrics import RequestMetrics
-from .redact import Redactor
-from .redact import _default_redactor as default_redactor
+from .redact import Redactor, default_redactor
 from .routes import RouteLabels
 from .timing import RequestTimer
 

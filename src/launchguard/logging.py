@@ -28,8 +28,7 @@ from typing import IO, Any
 import structlog
 
 from .context import request_id_var, trace_ids
-from .redact import Redactor
-from .redact import _default_redactor as default_redactor
+from .redact import Redactor, default_redactor
 
 __all__ = [
     "RedactingFilter",

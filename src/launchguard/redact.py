@@ -56,7 +56,7 @@ from typing import Any, Literal, cast
 
 from . import _secret_rules as _rules
 
-__all__ = ["REDACTED_KINDS", "Redactor", "redact_text", "redact_value"]
+__all__ = ["REDACTED_KINDS", "Redactor", "default_redactor", "redact_text", "redact_value"]
 
 REDACTED_KINDS: tuple[str, ...] = tuple(
     dict.fromkeys([rule.kind for rule in _rules.TOKEN_RULES] + list(_rules.CONTEXT_KINDS))
@@ -961,6 +961,11 @@ def _default_redactor() -> Redactor:
     if redactor is None:
         redactor = _default = Redactor()
     return redactor
+
+
+def default_redactor() -> Redactor:
+    """The shared default :class:`Redactor` (built on first use)."""
+    return _default_redactor()
 
 
 def redact_text(text: str) -> str:

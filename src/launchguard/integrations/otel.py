@@ -23,8 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise MissingExtraError("opentelemetry-sdk", "otel") from exc
 
-from ..redact import Redactor
-from ..redact import _default_redactor as default_redactor
+from ..redact import Redactor, default_redactor
 
 __all__ = ["RedactingSpanExporter", "redact_span"]
 

@@ -30,8 +30,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise MissingExtraError("sentry-sdk", "sentry") from exc
 
-from ..redact import Redactor
-from ..redact import _default_redactor as default_redactor
+from ..redact import Redactor, default_redactor
 
 __all__ = ["before_breadcrumb", "before_send", "before_send_transaction", "install", "redact_event"]
 
