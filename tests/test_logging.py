@@ -235,12 +235,59 @@ class TestThreads:
             seen["to_thread"] = await asyncio.to_thread(current_request_id)
             seen["run_in_executor"] = await loop.run_in_executor(None, current_request_id)
             context = contextvars.copy_context()
-            seen["copy_context"] = await loop.run_in_executor(
-                None, context.run, current_request_id
-            )
+            seen["copy_context"] = await loop.run_in_executor(None, context.run, current_request_id)
             return PlainTextResponse("ok")
 
         guard = LaunchGuard(registry=registry, environ={}, access_log=False)
         guarded = guard.asgi(Starlette(routes=[Route("/", view)]))
         await call(guarded, "/", headers=[(b"x-request-id", b"rid-1")])
         assert seen == {"to_thread": "rid-1", "run_in_executor": None, "copy_context": "rid-1"}
+
+
+class TestThreadedWsgi:
+    def test_each_thread_logs_its_own_request_id(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """Under a threaded WSGI server, concurrent requests log their own request ids."""
+        import threading
+        import time as _time
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        import httpx
+
+        def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            _time.sleep(0.01)  # overlap the requests
+            logging.getLogger("app.wsgi").warning(
+                "handling", extra={"expected": environ["HTTP_X_REQUEST_ID"]}
+            )
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        class Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        guard = LaunchGuard(registry=registry, environ={}, access_log=False)
+        server = make_server("127.0.0.1", 0, guard.wsgi(wsgi_app), Server, Quiet)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}/"
+
+        def client(i: int) -> None:
+            httpx.get(url, headers={"X-Request-ID": f"wsgi-{i}"})
+
+        try:
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            server.shutdown()
+            server.server_close()
+        handled = [line for line in lines(logs) if line["event"] == "handling"]
+        assert len(handled) == 40
+        assert all(line["request_id"] == line["expected"] for line in handled)
