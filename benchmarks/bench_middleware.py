@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import platform
 import random
 import statistics
@@ -61,6 +62,46 @@ class AsgiFloor:
         )
 
 
+def metrics_only_guard() -> Any:
+    """Request metrics alone: no query ledger, request ids or access log."""
+    from launchguard import LaunchGuard
+
+    return LaunchGuard(
+        service="bench",
+        registry=CollectorRegistry(),
+        environ={},
+        queries=False,
+        request_ids=False,
+        access_log=False,
+    )
+
+
+def full_guard() -> Any:
+    """Everything on: metrics, query ledger (a hook counts as installed), request id, access
+    log with redaction rendered as JSON into memory."""
+    import io
+
+    import structlog
+
+    from launchguard import LaunchGuard, queries
+    from launchguard.logging import RedactingProcessor, add_request_context
+
+    queries.hook_installed()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_request_context,
+            RedactingProcessor(),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+    return LaunchGuard(service="bench", registry=CollectorRegistry(), environ={})
+
+
 def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
@@ -77,7 +118,6 @@ def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
 def asgi_variants(routes: int = 1, peers: bool = True) -> dict[str, Any]:
     from starlette.middleware import Middleware
 
-    from launchguard import LaunchGuard
     from launchguard.asgi import LaunchGuardMiddleware
 
     variants: dict[str, Any] = {
@@ -85,18 +125,14 @@ def asgi_variants(routes: int = 1, peers: bool = True) -> dict[str, Any]:
         "floor": starlette_app(
             [Middleware(AsgiFloor, registry=CollectorRegistry())], routes=routes
         ),
-        "launchguard": starlette_app(
-            [
-                Middleware(
-                    LaunchGuardMiddleware,
-                    guard=LaunchGuard(
-                        service="bench", registry=CollectorRegistry(), environ={}, queries=False
-                    ),
-                )
-            ],
-            routes=routes,
+        "launchguard (metrics only)": starlette_app(
+            [Middleware(LaunchGuardMiddleware, guard=metrics_only_guard())], routes=routes
         ),
     }
+    if peers:
+        variants["launchguard full"] = starlette_app(
+            [Middleware(LaunchGuardMiddleware, guard=full_guard())], routes=routes
+        )
     if not peers:
         return variants
     from prometheus_fastapi_instrumentator import Instrumentator
@@ -184,18 +220,18 @@ def flask_app() -> Any:
 
 
 def wsgi_variants(peers: bool = True) -> dict[str, Any]:
-    from launchguard import LaunchGuard
     from launchguard.integrations.flask import init_app
 
     bare = flask_app()
     floor = flask_app()
     floor.wsgi_app = WsgiFloor(floor.wsgi_app, CollectorRegistry())  # type: ignore[method-assign]
     guarded = flask_app()
-    init_app(
-        guarded,
-        LaunchGuard(service="bench", registry=CollectorRegistry(), environ={}, queries=False),
-    )
-    variants = {"bare": bare, "floor": floor, "launchguard": guarded}
+    init_app(guarded, metrics_only_guard())
+    variants = {"bare": bare, "floor": floor, "launchguard (metrics only)": guarded}
+    if peers:
+        full = flask_app()
+        init_app(full, full_guard())
+        variants["launchguard full"] = full
     if peers:
         from prometheus_flask_exporter import PrometheusMetrics
 
@@ -300,10 +336,18 @@ def main() -> None:
     n = args.requests or (500 if args.quick else 4000)
 
     print("## Middleware overhead, in-process\n")
-    print(f"- machine: {platform.machine()}, {platform.python_implementation()} "
-          f"{platform.python_version()}, {platform.system()}")  # fmt: skip
-    packages = ["starlette", "flask", "prometheus-client", "prometheus-fastapi-instrumentator",
-                "starlette-exporter", "prometheus-flask-exporter"]  # fmt: skip
+    print(
+        f"- machine: {platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.system()}"
+    )
+    packages = [
+        "starlette",
+        "flask",
+        "prometheus-client",
+        "prometheus-fastapi-instrumentator",
+        "starlette-exporter",
+        "prometheus-flask-exporter",
+    ]
     print("- versions: " + ", ".join(f"{p} {version(p)}" for p in packages))
     print(f"- {rounds} rounds x {n} requests per variant, interleaved in a random order per round")
     report("ASGI (Starlette, one route)", interleave(asgi_variants(), time_asgi, rounds, n))

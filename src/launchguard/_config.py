@@ -62,6 +62,7 @@ class Config:
     access_log_sample: float = _opt(
         1.0, "Fraction of fast successful requests logged (errors and slow ones always are)."
     )
+    request_ids: bool = _opt(True, "Accept or make a request id, echo it, bind it to log lines.")
     request_id_header: str = _opt(
         "X-Request-ID", "Header read for an incoming request id and echoed in responses."
     )

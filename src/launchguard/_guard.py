@@ -56,6 +56,7 @@ class LaunchGuard:
         metrics_allow: Sequence[str] | None = None,
         access_log: bool | None = None,
         access_log_sample: float | None = None,
+        request_ids: bool | None = None,
         request_id_header: str | None = None,
         trusted_proxies: Sequence[str] | None = None,
         redact_patterns: Sequence[tuple[str, str]] | None = None,

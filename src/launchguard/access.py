@@ -103,8 +103,9 @@ class AccessLog:
             "path": self._redact(path[:2048]),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "request_id": exchange.request_id,
         }
+        if exchange.request_id:
+            fields["request_id"] = exchange.request_id
         if ledger is not None:
             fields["db_queries"] = ledger.count
             fields["db_ms"] = round(ledger.seconds * 1000, 3)

@@ -93,7 +93,9 @@ class LaunchGuardMiddleware:
             if kind == "http.response.start":
                 exchange.status = message["status"]
                 headers = list(message.get("headers", ()))
-                if not any(name.lower() == rid_header for name, _ in headers):
+                if exchange.request_id and not any(
+                    name.lower() == rid_header for name, _ in headers
+                ):
                     headers.append(request_id_header)
                 if self._server_timing:
                     timing = exchange.server_timing()

@@ -132,6 +132,7 @@ class RequestTimer:
         self._record = metrics.store.record
         self._errors = errors
         self._unmatched = config.unmatched_route
+        self._request_ids = config.request_ids
         self._queries = config.queries
         self.rules = QueryRules(
             n_plus_one_threshold=config.n_plus_one_threshold,
@@ -155,14 +156,15 @@ class RequestTimer:
         except Exception as exc:
             self._errors.record("metrics", exc)
         exchange = Exchange(method, perf_counter())
-        if (
-            request_id is None
-            or not valid_request_id(request_id)
-            or (self.redact is not None and self.redact(request_id) != request_id)
-        ):
-            request_id = new_request_id()  # none, malformed, or shaped like a secret
-        exchange.request_id = request_id
-        exchange.rid_token = request_id_var.set(request_id)
+        if self._request_ids:
+            if (
+                request_id is None
+                or not valid_request_id(request_id)
+                or (self.redact is not None and self.redact(request_id) != request_id)
+            ):
+                request_id = new_request_id()  # none, malformed, or shaped like a secret
+            exchange.request_id = request_id
+            exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:
             exchange.ledger, exchange.token = open_ledger()
         return exchange

@@ -76,7 +76,7 @@ class LaunchGuardWSGI:
             except (TypeError, ValueError):
                 exchange.status = 0
             extra = []
-            if not any(name.lower() == rid_lower for name, _ in headers):
+            if exchange.request_id and not any(name.lower() == rid_lower for name, _ in headers):
                 extra.append((rid_header, exchange.request_id))
             if server_timing:
                 value = exchange.server_timing()

@@ -211,7 +211,7 @@ class LaunchGuardMiddleware:
     def _watch(self, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
         """Record the request when the server closes the response (after its last byte)."""
         exchange.status = response.status_code
-        if not response.has_header(self._rid_header):
+        if exchange.request_id and not response.has_header(self._rid_header):
             response[self._rid_header] = exchange.request_id
         if self._server_timing:
             value = exchange.server_timing()
