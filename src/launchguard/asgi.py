@@ -47,6 +47,11 @@ class LaunchGuardMiddleware:
         self._server_timing = guard.config.server_timing
         self._rid_header = guard.config.request_id_header.lower().encode("latin-1")
         self._forwarded = bool(guard.config.trusted_proxies)
+        self._request_ids = guard.config.request_ids
+        #: The access log needs the request's path, query and client; metrics alone do not.
+        self._facts = guard.config.access_log
+        self._scan = self._request_ids or self._forwarded
+        self._rewrite_start = self._request_ids or self._server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,18 +74,20 @@ class LaunchGuardMiddleware:
         entry_root = scope.get("root_path", "")
         rid_header = self._rid_header
         incoming_id = forwarded_for = None
-        for name, value in scope.get("headers", ()):
-            if name == rid_header:
-                incoming_id = value.decode("latin-1")
-            elif name == b"x-forwarded-for" and self._forwarded:
-                forwarded_for = value.decode("latin-1")
+        if self._scan:
+            for name, value in scope.get("headers", ()):
+                if name == rid_header:
+                    incoming_id = value.decode("latin-1")
+                elif name == b"x-forwarded-for" and self._forwarded:
+                    forwarded_for = value.decode("latin-1")
         exchange = self._timer.begin(scope["method"], incoming_id)
-        exchange.path = path
-        exchange.query = scope.get("query_string", b"").decode("latin-1")
-        client = scope.get("client")
-        exchange.client = client[0] if client else None
-        exchange.forwarded_for = forwarded_for
-        request_id_header = (rid_header, exchange.request_id.encode("latin-1"))
+        if self._facts:
+            exchange.path = path
+            exchange.query = scope.get("query_string", b"").decode("latin-1")
+            client = scope.get("client")
+            exchange.client = client[0] if client else None
+            exchange.forwarded_for = forwarded_for
+        rewrite_start = self._rewrite_start
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -92,16 +99,8 @@ class LaunchGuardMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
-                headers = list(message.get("headers", ()))
-                if exchange.request_id and not any(
-                    name.lower() == rid_header for name, _ in headers
-                ):
-                    headers.append(request_id_header)
-                if self._server_timing:
-                    timing = exchange.server_timing()
-                    if timing is not None:
-                        headers.append((b"server-timing", timing.encode()))
-                message = {**message, "headers": headers}
+                if rewrite_start:
+                    message = self._start_message(message, exchange)
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
@@ -126,6 +125,19 @@ class LaunchGuardMiddleware:
             self._finish(scope, entry_root, exchange, exc)
             raise
         self._finish(scope, entry_root, exchange, None)
+
+    def _start_message(self, message: Message, exchange: Exchange) -> Message:
+        """``http.response.start`` with the request id and Server-Timing headers added (a copy;
+        the app's message is not changed)."""
+        rid_header = self._rid_header
+        headers = list(message.get("headers", ()))
+        if exchange.request_id and not any(name.lower() == rid_header for name, _ in headers):
+            headers.append((rid_header, exchange.request_id.encode("latin-1")))
+        if self._server_timing:
+            timing = exchange.server_timing()
+            if timing is not None:
+                headers.append((b"server-timing", timing.encode()))
+        return {**message, "headers": headers}
 
     def _finish(
         self, scope: Scope, entry_root: str, exchange: Exchange, exc: BaseException | None

@@ -50,6 +50,9 @@ class LaunchGuardWSGI:
         header = guard.config.request_id_header
         self._rid_header = header
         self._rid_key = "HTTP_" + header.upper().replace("-", "_")
+        self._request_ids = guard.config.request_ids
+        self._facts = guard.config.access_log
+        self._rewrite_start = self._request_ids or self._server_timing
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -58,15 +61,17 @@ class LaunchGuardWSGI:
             return self._serve_endpoint(endpoint, environ, start_response)
         if self._skip and path in self._skip:
             return self.app(environ, start_response)
-        exchange = self._timer.begin(environ.get("REQUEST_METHOD", ""), environ.get(self._rid_key))
+        exchange = self._timer.begin(
+            environ.get("REQUEST_METHOD", ""),
+            environ.get(self._rid_key) if self._request_ids else None,
+        )
         environ[EXCHANGE_KEY] = exchange
-        exchange.path = path
-        exchange.query = environ.get("QUERY_STRING", "")
-        exchange.client = environ.get("REMOTE_ADDR")
-        exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
-        server_timing = self._server_timing
-        rid_header = self._rid_header
-        rid_lower = rid_header.lower()
+        if self._facts:
+            exchange.path = path
+            exchange.query = environ.get("QUERY_STRING", "")
+            exchange.client = environ.get("REMOTE_ADDR")
+            exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+        rewrite = self._rewrite_start
 
         def guarded_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
@@ -75,14 +80,9 @@ class LaunchGuardWSGI:
                 exchange.status = int(status[:3])
             except (TypeError, ValueError):
                 exchange.status = 0
-            extra = []
-            if exchange.request_id and not any(name.lower() == rid_lower for name, _ in headers):
-                extra.append((rid_header, exchange.request_id))
-            if server_timing:
-                value = exchange.server_timing()
-                if value:
-                    extra.append(("Server-Timing", value))
-            return start_response(status, [*headers, *extra], exc_info)
+            if rewrite:
+                headers = self._headers_with_ours(headers, exchange)
+            return start_response(status, headers, exc_info)
 
         try:
             body = self.app(environ, guarded_start_response)
@@ -95,6 +95,22 @@ class LaunchGuardWSGI:
             exchange.body_done()
         self.finish(environ, exchange, None)
         return body
+
+    def _headers_with_ours(
+        self, headers: list[tuple[str, str]], exchange: Exchange
+    ) -> list[tuple[str, str]]:
+        """The app's headers plus the request id and Server-Timing (a new list)."""
+        rid_header = self._rid_header
+        extra = []
+        if exchange.request_id and not any(
+            name.lower() == rid_header.lower() for name, _ in headers
+        ):
+            extra.append((rid_header, exchange.request_id))
+        if self._server_timing:
+            value = exchange.server_timing()
+            if value:
+                extra.append(("Server-Timing", value))
+        return [*headers, *extra]
 
     def finish(self, environ: Environ, exchange: Exchange, exc: BaseException | None) -> None:
         """Resolve the route (if no integration did) and record the request."""
