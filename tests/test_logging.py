@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,19 +34,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """configure() into a buffer; restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    lg_logging.configure(stream=buffer, json=True)
-    yield buffer
-    structlog.reset_defaults()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
+def logs(log_buffer: io.StringIO) -> io.StringIO:
+    """The JSON log output of the test (see conftest's ``log_buffer``)."""
+    return log_buffer
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-import launchguard.logging as lg_logging
 from launchguard import LaunchGuard
 from launchguard.health import custom_check
 
@@ -74,21 +73,6 @@ def sentry_sink() -> Iterator[str]:
     yield f"http://public@127.0.0.1:{server.server_port}/1"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def log_buffer() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    lg_logging.configure(stream=buffer, json=True)
-    yield buffer
-    structlog.reset_defaults()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def test_no_secret_in_any_output(

@@ -154,19 +154,13 @@ class LaunchGuard:
         client: str | None,
     ) -> AdminResponse:
         """The response of one of the guard's endpoints, for sync (WSGI) servers."""
-        if kind == "metrics" and self.metrics_endpoint is not None:
-            return self.metrics_endpoint.respond(
-                method,
-                accept=accept,
-                accept_encoding=accept_encoding,
-                authorization=authorization,
-                client=client,
-            )
-        if kind == "ready":
-            return self.health.readiness_sync(method=method, authorization=authorization)
-        if kind == "startup":
-            return self.health.startup_sync(method=method, authorization=authorization)
-        return self.health.liveness_sync(method=method, authorization=authorization)
+        if kind == "metrics":
+            return self._metrics_response(method, accept, accept_encoding, authorization, client)
+        health = self.health
+        probe = {"ready": health.readiness_sync, "startup": health.startup_sync}.get(
+            kind, health.liveness_sync
+        )
+        return probe(method=method, authorization=authorization)
 
     async def serve(
         self,
@@ -179,19 +173,25 @@ class LaunchGuard:
         client: str | None,
     ) -> AdminResponse:
         """The response of one of the guard's endpoints, for async (ASGI) servers."""
-        if kind == "metrics" and self.metrics_endpoint is not None:
-            return self.metrics_endpoint.respond(
-                method,
-                accept=accept,
-                accept_encoding=accept_encoding,
-                authorization=authorization,
-                client=client,
-            )
-        if kind == "ready":
-            return await self.health.readiness(method=method, authorization=authorization)
-        if kind == "startup":
-            return await self.health.startup(method=method, authorization=authorization)
-        return await self.health.liveness(method=method, authorization=authorization)
+        if kind == "metrics":
+            return self._metrics_response(method, accept, accept_encoding, authorization, client)
+        health = self.health
+        probe = {"ready": health.readiness, "startup": health.startup}.get(kind, health.liveness)
+        return await probe(method=method, authorization=authorization)
+
+    def _metrics_response(
+        self, method: str, accept: str, accept_encoding: str, authorization: str, client: str | None
+    ) -> AdminResponse:
+        endpoint = self.metrics_endpoint
+        if endpoint is None:  # pragma: no cover - "metrics" is only routed when it exists
+            return 404, [], b""
+        return endpoint.respond(
+            method,
+            accept=accept,
+            accept_encoding=accept_encoding,
+            authorization=authorization,
+            client=client,
+        )
 
     def asgi(self, app: ASGIApp) -> LaunchGuardMiddleware:
         """Wrap an ASGI app."""

@@ -13,9 +13,9 @@ yourself::
     print(ledger.count, ledger.seconds, ledger.findings())
 
 Per statement the ledger does a few dict lookups: the SQL shape comes from a bounded cache keyed
-by the raw SQL string, and the calling line of application code is looked up (a frame walk, no
-``inspect.stack()``) only once a shape starts repeating. Parameter values are never stored: only
-a hash of (statement, parameters), to tell duplicates apart.
+by the raw SQL string, and the calling line of application code is looked up (a cheap frame
+walk, not the ``inspect`` module's full stack) only once a shape starts repeating. Parameter
+values are never stored: only a hash of (statement, parameters), to tell duplicates apart.
 
 Findings, per request:
 
