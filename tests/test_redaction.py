@@ -15,6 +15,7 @@ import pytest
 from launchguard.redact import REDACTED_KINDS, Redactor, redact_text, redact_value
 
 BENIGN = Path(__file__).parent / "data" / "redact" / "benign.jsonl"
+POSITIVES = Path(__file__).parent / "data" / "redact" / "positives.jsonl"  # make_corpus.py
 rng = random.Random(20261128)
 UPPER, LOWER, DIGITS = string.ascii_uppercase, string.ascii_lowercase, string.digits
 ALNUM = UPPER + LOWER + DIGITS
@@ -125,6 +126,14 @@ class TestCorpus:
         missed = [(kind, line) for kind, line, secret in cases if secret in redact_text(line)]
         recall = 1 - len(missed) / len(cases)
         assert recall >= 0.99, f"recall {recall:.2%} over {len(cases)} cases; missed: {missed}"
+
+    def test_recall_every_kind(self) -> None:
+        """The committed corpus: 635 synthetic secrets of 99 kinds in realistic lines, >= 99 %."""
+        rows = [json.loads(raw) for raw in POSITIVES.read_text().splitlines() if raw.strip()]
+        assert len({row["kind"] for row in rows}) >= 90
+        missed = [row for row in rows if row["secret"] in redact_text(row["text"])]
+        recall = 1 - len(missed) / len(rows)
+        assert recall >= 0.99, f"recall {recall:.2%} over {len(rows)} lines; missed: {missed[:5]}"
 
     def test_false_positives(self) -> None:
         """At most 0.1 % of 10,500 benign lines (UUIDs, SHAs, ETags, URLs, prose) change."""
