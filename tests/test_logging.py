@@ -280,3 +280,21 @@ class TestThreadedWsgi:
         handled = [line for line in lines(logs) if line["event"] == "handling"]
         assert len(handled) == 40
         assert all(line["request_id"] == line["expected"] for line in handled)
+
+
+class TestTraceIds:
+    async def test_access_log_and_lines_carry_trace_ids(
+        self, registry: CollectorRegistry, logs: io.StringIO
+    ) -> None:
+        """With an OpenTelemetry span active, log lines and the access line carry its ids."""
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("test")
+        with tracer.start_as_current_span("GET /items") as span:
+            await call(app(registry), "/items/3")
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            span_id = format(span.get_span_context().span_id, "016x")
+        (line,) = access(logs)
+        in_view = next(x for x in lines(logs) if x["event"] == "in view")
+        assert (line["trace_id"], line["span_id"]) == (trace_id, span_id)
+        assert in_view["trace_id"] == trace_id
