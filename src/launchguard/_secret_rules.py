@@ -21,15 +21,26 @@ from dataclasses import dataclass
 
 __all__ = [
     "AUTH_HEADER_RE",
+    "BARE_VALUE_RE",
     "BASIC_RE",
     "BEARER_RE",
+    "BENIGN_QUALIFIERS",
+    "CODE_PARAM_RE",
     "CONTEXT_KEYWORDS",
     "CONTEXT_KINDS",
     "COOKIE_ATTRIBUTES",
     "COOKIE_HEADER_RE",
     "DATABASE_SCHEMES",
+    "DQ_BODY_RE",
+    "ESCAPED_BODY_RE",
+    "KEY_QUALIFIERS",
+    "KV_HEAD_RE",
     "KV_KEYWORDS",
-    "KV_TAIL_RE",
+    "SCHEME_RE",
+    "SENSITIVE_EXACT",
+    "SQ_BODY_RE",
+    "SUFFIX_KINDS",
+    "TOKEN_KINDS",
     "TOKEN_RULES",
     "URL_USERINFO_RE",
     "TokenRule",
@@ -647,22 +658,17 @@ KV_KEYWORDS: tuple[str, ...] = (
 )
 """Substrings (lower case) that start the ``key = value`` search; the key name decides."""
 
-_KV_VALUE = (
-    r"(?:"
-    r'"(?P<v1>[^"\\\r\n]*(?:\\.[^"\\\r\n]*)*)"'
-    r"|'(?P<v2>[^'\\\r\n]*(?:\\.[^'\\\r\n]*)*)'"
-    r'|\\"(?P<v3>[^"\\\r\n]*)\\"'
-    r"|(?P<v4>(?![\\]?[\"'])[^\s\"'`<>&;,]+(?:,[^\s\"'`<>&;,]+)*)"
-    r")"
-)
-
-
-KV_TAIL_RE = re.compile(
-    rf"(?P<rest>[a-z0-9_.\-]{{0,48}})(?P<kq>\\?[\"'])?"
-    rf"[ \t]{{0,4}}(?P<sep>=>|:=|[:=])[ \t]{{0,4}}{_KV_VALUE}",
+KV_HEAD_RE = re.compile(
+    r"(?P<rest>[a-z0-9_.\-]{0,48})(?P<kq>\\?[\"'])?[ \t]{0,4}(?P<sep>=>|:=|[:=])[ \t]{0,4}",
     re.ASCII,
 )
-"""What follows a keyword in ``key = value``: the rest of the key, separator and value."""
+"""What follows a keyword in ``key = value``: the rest of the key, a quote, the separator."""
+
+DQ_BODY_RE = re.compile(r'[^"\\\r\n]*(?:\\.[^"\\\r\n]*)*', re.ASCII)
+SQ_BODY_RE = re.compile(r"[^'\\\r\n]*(?:\\.[^'\\\r\n]*)*", re.ASCII)
+ESCAPED_BODY_RE = re.compile(r'[^"\\\r\n]*', re.ASCII)
+BARE_VALUE_RE = re.compile(r"[^\s\"'`<>&;,]+(?:,[^\s\"'`<>&;,]+)*", re.ASCII)
+"""An unquoted value ends at whitespace, a quote, ``<>&;`` or a comma followed by a space."""
 
 
 CODE_PARAM_RE = re.compile(
@@ -763,55 +769,34 @@ COOKIE_ATTRIBUTES = frozenset(
 # ---------------------------------------------------------------------------------------------
 # Key-name vocabulary (names are normalised: camelCase split, lower case, "-" "." " " -> "_").
 
-SENSITIVE_TOKENS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "pass",
-        "passphrase",
-        "passcode",
-        "secret",
-        "secrets",
-        "token",
-        "auth",
-        "authorization",
-        "credential",
-        "credentials",
-        "creds",
-        "apikey",
-        "privatekey",
-        "session",
-        "sessionid",
-        "sessid",
-        "phpsessid",
-        "jsessionid",
-        "cookie",
-        "cookies",
-        "csrf",
-        "xsrf",
-        "csrftoken",
-        "xsrftoken",
-        "signature",
-        "sig",
-        "jwt",
-        "bearer",
-    }
-)
-"""A key whose normalised name contains one of these tokens is sensitive."""
+TOKEN_KINDS: dict[str, str] = {
+    **dict.fromkeys(("password", "passwd", "pwd", "pass", "passphrase", "passcode"), "password"),
+    "privatekey": "private_key",
+    "apikey": "api_key",
+    **dict.fromkeys(("secret", "secrets"), "secret"),
+    **dict.fromkeys(("csrf", "xsrf", "csrftoken", "xsrftoken"), "csrf_token"),
+    **dict.fromkeys(("session", "sessionid", "sessid", "phpsessid", "jsessionid"), "session"),
+    **dict.fromkeys(("cookie", "cookies"), "cookie"),
+    **dict.fromkeys(("signature", "sig"), "signature"),
+    **dict.fromkeys(("credential", "credentials", "creds"), "credential"),
+    **dict.fromkeys(("auth", "authorization"), "authorization"),
+    "bearer": "bearer_token",
+    **dict.fromkeys(("token", "jwt"), "token"),
+}
+"""A name token (trailing digits ignored) that makes a key sensitive, and the mask kind."""
 
-STRONG_SUFFIXES = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "privatekey",
-    "sessionid",
-    "sessid",
-    "credential",
-    "credentials",
+SUFFIX_KINDS: tuple[tuple[str, str], ...] = (
+    ("password", "password"),
+    ("passwd", "password"),
+    ("passphrase", "password"),
+    ("privatekey", "private_key"),
+    ("apikey", "api_key"),
+    ("secret", "secret"),
+    ("sessionid", "session"),
+    ("sessid", "session"),
+    ("credential", "credential"),
+    ("credentials", "credential"),
+    ("token", "token"),
 )
 """Run-together names ending in one of these are sensitive too (``dbpassword``, ``authtoken``)."""
 
@@ -844,6 +829,11 @@ KEY_QUALIFIERS = frozenset(
     }
 )
 """``key`` is sensitive after one of these (``api_key``, ``AccountKey``, ``secret-key``)."""
+
+SECRET_KEY_QUALIFIERS = frozenset(
+    {"secret", "signing", "encryption", "master", "hmac", "shared", "ssh"}
+)
+"""Qualifiers that make ``<qualifier>_key`` a ``secret_key`` rather than an ``api_key``."""
 
 SENSITIVE_EXACT = frozenset(
     {"proxy_authorization", "set_cookie", "connect_sid", "x_api_key", "mysql_pwd"}
