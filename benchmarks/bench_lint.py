@@ -7,17 +7,29 @@ interleaved rounds of ``time.perf_counter_ns`` loops; the table shows the median
 per call over the rounds:
 
 * ``lint()``: a route's first response (or a verdict-cache miss);
-* ``shape_key()`` + dict lookup: the middleware's steady-route cost (verdict cached per key).
+* ``shape_key()`` + dict lookup: the full shape of a response, for comparison;
+* ``HeaderLinter.observe()``: what the middleware pays per response on a steady route (fast
+  key, cached verdict, the findings counted);
+* through the ASGI middleware: the same response from a raw ASGI app, the guard with
+  ``header_lint=True`` minus the guard with ``header_lint=False`` (access log off), so the
+  request-header scan and the header capture are included.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import time
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from launchguard import LaunchGuard
+from launchguard.headerlint import FLAG_COOKIE, FLAG_HTTPS, HeaderLinter
 from launchguard.lint import ResponseFacts, lint, shape_key
+from launchguard.timing import Exchange
 
 FACTS = ResponseFacts(
     method="GET",
@@ -47,12 +59,66 @@ FACTS = ResponseFacts(
 )
 
 
+RAW_HEADERS = [(n.lower().encode(), v.encode()) for n, v in FACTS.headers]
+REQUEST_HEADERS = [
+    (b"host", b"portal.example"),
+    (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+    (b"accept", b"text/html,application/xhtml+xml"),
+    (b"accept-encoding", b"gzip, br"),
+    (b"accept-language", b"en-GB,en;q=0.9"),
+    (b"cookie", b"sessionid=q7x2rk9mvb3lp0zt8wc4ny6d; csrftoken=abc"),
+]
+
+
+async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
+    await send({"type": "http.response.body", "body": b"<html></html>"})
+
+
+def asgi_runner(header_lint: bool) -> Any:
+    guard = LaunchGuard(
+        registry=CollectorRegistry(), access_log=False, header_lint=header_lint, environ={}
+    )
+    app = guard.asgi(raw_app)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/account/orders",
+        "raw_path": b"/account/orders",
+        "query_string": b"",
+        "scheme": "https",
+        "headers": REQUEST_HEADERS,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "root_path": "",
+    }
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await app(scope, receive, send)
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rounds, calls = (5, 2_000) if args.quick else (15, 20_000)
     cache = {shape_key(FACTS): lint(FACTS)}
+    linter = HeaderLinter(registry=CollectorRegistry())
+    exchange = Exchange("GET", 0.0)
+    exchange.status = 200
+    exchange.path = FACTS.path
+    exchange.flags = FLAG_HTTPS | FLAG_COOKIE
+    exchange.headers = RAW_HEADERS
+    linter.observe(exchange, "/account/orders", time.perf_counter())
 
     def run_lint() -> None:
         lint(FACTS)
@@ -60,7 +126,14 @@ def main() -> None:
     def run_cached() -> None:
         cache.get(shape_key(FACTS))
 
-    cases = {"lint() (verdict cache miss)": run_lint, "shape_key() + dict lookup": run_cached}
+    def run_observe() -> None:
+        linter.observe(exchange, "/account/orders", 1.0)
+
+    cases = {
+        "lint() (verdict cache miss)": run_lint,
+        "shape_key() + dict lookup": run_cached,
+        "HeaderLinter.observe() (steady route)": run_observe,
+    }
     results: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
@@ -68,14 +141,34 @@ def main() -> None:
             for _ in range(calls):
                 fn()
             results[name].append((time.perf_counter_ns() - start) / calls / 1000)
+
+    with_lint, without_lint = asgi_runner(True), asgi_runner(False)
+    loop = asyncio.new_event_loop()
+    diffs: list[float] = []
+    for index in range(rounds * 2):
+        timed = {}
+        order = [(True, with_lint), (False, without_lint)]
+        if index % 2:
+            order.reverse()
+        for flag, run in order:
+            start = time.perf_counter_ns()
+            loop.run_until_complete(run(calls // 2))
+            timed[flag] = (time.perf_counter_ns() - start) / (calls // 2) / 1000
+        diffs.append(timed[True] - timed[False])
+    loop.close()
+    results["ASGI middleware: header_lint on minus off (steady route)"] = diffs
+
     print(
         f"Python {sys.version.split()[0]}, {rounds} interleaved rounds x {calls} calls, "
-        f"{len(FACTS.headers)} headers, median us per call\n"
+        f"{len(FACTS.headers)} response headers, median us per call (p25-p75)\n"
     )
-    print("| operation | median us |")
-    print("|---|---:|")
+    print("| operation | median us | p25-p75 |")
+    print("|---|---:|---:|")
     for name, values in results.items():
-        print(f"| {name} | {statistics.median(values):.2f} |")
+        quartiles = statistics.quantiles(values, n=4)
+        print(
+            f"| {name} | {statistics.median(values):.2f} | {quartiles[0]:.2f}-{quartiles[2]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -282,6 +282,33 @@ def boom() -> None:
     raise RuntimeError("boom")
 
 
+@router.get("/promo", response_class=HTMLResponse)
+def promo() -> HTMLResponse:
+    # Deliberately wrong, for the header lint: a page a CDN may cache for five minutes that
+    # also sets a cookie, so the CDN would hand this visitor's cookie to the next ones.
+    response = page("Launch offer", "<p>20 % off this week.</p>")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.set_cookie("campaign", secrets.token_urlsafe(8), httponly=True, samesite="lax")
+    return response
+
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "flask_portal" / "static"
+STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
+
+
+@router.get("/static/{filename}")
+def static_asset(filename: str) -> Response:
+    # Fingerprinted names (app.3f9a1c.css) never change content: cache them for a year.
+    path = STATIC_FILES.get(filename)
+    if path is None:
+        raise HTTPException(status_code=404, detail="no such asset")
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(path.read_bytes(), media_type="text/css", headers=headers)
+
+
 # A nested router: the full route template is /api/v2/articles/{slug}.
 articles = APIRouter(prefix="/articles")
 

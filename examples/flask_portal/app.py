@@ -23,6 +23,7 @@ from flask import (
     abort,
     current_app,
     g,
+    make_response,
     redirect,
     request,
     send_from_directory,
@@ -286,7 +287,20 @@ def boom() -> str:
 def static_asset(filename: str) -> Response:
     # Fingerprinted names (app.3f9a1c.css) never change content, so cache them for a year.
     response = send_from_directory(STATIC_DIR, filename, max_age=31_536_000)
+    response.cache_control.public = True
     response.cache_control.immutable = True
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/promo")
+def promo() -> Response:
+    # Deliberately wrong, for the header lint: a page a CDN may cache for five minutes that
+    # also sets a cookie, so the CDN would hand this visitor's cookie to the next ones.
+    response = make_response(page("Launch offer", "<p>20 % off this week.</p>"))
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    response.set_cookie("campaign", secrets.token_urlsafe(8), httponly=True, samesite="Lax")
     return response
 
 

@@ -125,6 +125,13 @@ class Config:
     findings_log_interval: float = _opt(
         300.0, "Log a given finding (route, kind, SQL shape, call site) once per this many seconds."
     )
+    header_lint: bool = _opt(
+        True, "Lint every response's cache and security headers (one lookup on a steady route)."
+    )
+    cdn: str = _opt(
+        "cloudflare", "Shared cache in front of the app, for CDN rules: cloudflare, generic, none."
+    )
+    lint_ignore: tuple[str, ...] = _opt((), "Header-lint rule ids never reported.")
     route_resolver: RouteResolver | None = _opt(
         None,
         "Callable(scope or environ) -> route template, for apps the guard cannot read.",
@@ -204,6 +211,13 @@ class Config:
         for path in self.exclude_paths:
             if not path.startswith("/"):
                 _bad("exclude_paths", path, "each path must start with '/'")
+        if self.cdn not in ("cloudflare", "generic", "none"):
+            _bad("cdn", self.cdn, "must be cloudflare, generic or none")
+        from .lint import RULES
+
+        for rule in self.lint_ignore:
+            if rule not in RULES:
+                _bad("lint_ignore", rule, f"is not a rule id; known: {', '.join(sorted(RULES))}")
         if self.route_resolver is not None and not callable(self.route_resolver):
             _bad("route_resolver", self.route_resolver, "must be callable")
 

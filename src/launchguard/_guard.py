@@ -10,6 +10,7 @@ from ._config import Config, RouteResolver, check_names
 from ._internal import InternalErrors
 from .access import AccessLog
 from .admin import AdminResponse, MetricsEndpoint
+from .headerlint import HeaderLinter
 from .health import Check, Health
 from .metrics import RequestMetrics
 from .redact import Redactor, default_redactor
@@ -85,6 +86,9 @@ class LaunchGuard:
         server_timing: bool | None = None,
         warn_findings: bool | None = None,
         findings_log_interval: float | None = None,
+        header_lint: bool | None = None,
+        cdn: str | None = None,
+        lint_ignore: Sequence[str] | None = None,
         route_resolver: RouteResolver | None = None,
         registry: CollectorRegistry | None = None,
         environ: Mapping[str, str] | None = None,
@@ -102,12 +106,26 @@ class LaunchGuard:
         self.route_labels = RouteLabels(
             max_routes=config.max_routes, unmatched=config.unmatched_route
         )
+        #: The header linter (``None`` with ``header_lint=False``).
+        self.linter = (
+            HeaderLinter(
+                cdn=config.cdn,
+                ignore=config.lint_ignore,
+                log_interval=config.findings_log_interval,
+                redactor=self.redactor,
+                registry=config.registry,
+                max_routes=config.max_routes + 2,
+            )
+            if config.header_lint
+            else None
+        )
         self.timer = RequestTimer(
             self.metrics,
             self.errors,
             config,
             AccessLog(config, self.redactor) if config.access_log else None,
             self.redactor.redact_text,
+            self.linter,
         )
         self.metrics_endpoint = (
             MetricsEndpoint(config, self.metrics.exposition) if config.metrics_path else None
@@ -142,6 +160,13 @@ class LaunchGuard:
         options = dict(settings or {})
         check_names(options)
         return cls(**options)
+
+    def findings(self) -> dict[str, Any]:
+        """The header-lint report: per route, each rule hit with its count, first and last
+        seen, and one example response with secrets masked (JSON-serialisable)."""
+        if self.linter is None:
+            return {"cdn": self.config.cdn, "routes": {}}
+        return self.linter.report()
 
     def serve_sync(
         self,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import drain, queries
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .headerlint import FLAG_AUTHORIZATION, FLAG_COOKIE, FLAG_HTTPS, TrustedPeers, forwarded_https
 from .routes import AsgiRoutes
 from .timing import Exchange
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from ._guard import LaunchGuard
 
 __all__ = ["LaunchGuardMiddleware"]
+
+# What a request header read per request is, beyond the FLAG_* bits (all below _REQUEST_ID).
+_REQUEST_ID = 8
+_FORWARDED_FOR = 9
+_FORWARDED_PROTO = 10
 
 
 class LaunchGuardMiddleware:
@@ -50,7 +56,19 @@ class LaunchGuardMiddleware:
         self._request_ids = guard.config.request_ids
         #: The access log needs the request's path, query and client; metrics alone do not.
         self._facts = guard.config.access_log
-        self._scan = self._request_ids or self._forwarded
+        self._lint = guard.linter is not None
+        self._trusted = TrustedPeers(guard.config.trusted_proxies)
+        #: Request headers read per request -> what they are (see __call__).
+        self._wanted: dict[bytes, int] = {}
+        if self._request_ids:
+            self._wanted[self._rid_header] = _REQUEST_ID
+        if self._lint:
+            self._wanted[b"authorization"] = FLAG_AUTHORIZATION
+            self._wanted[b"cookie"] = FLAG_COOKIE
+        if self._forwarded:
+            self._wanted[b"x-forwarded-for"] = _FORWARDED_FOR
+            if self._lint:
+                self._wanted[b"x-forwarded-proto"] = _FORWARDED_PROTO
         self._rewrite_start = self._request_ids or self._server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,20 +90,33 @@ class LaunchGuardMiddleware:
         if routes.needs_app:
             routes.note_app(scope)
         entry_root = scope.get("root_path", "")
-        rid_header = self._rid_header
-        incoming_id = forwarded_for = None
-        if self._scan:
+        incoming_id = forwarded_for = proto = None
+        flags = 0
+        wanted = self._wanted
+        if wanted:
             for name, value in scope.get("headers", ()):
-                if name == rid_header:
-                    incoming_id = value.decode("latin-1")
-                elif name == b"x-forwarded-for" and self._forwarded:
-                    forwarded_for = value.decode("latin-1")
+                kind = wanted.get(name)
+                if kind is not None:
+                    if kind < _REQUEST_ID:
+                        flags |= kind
+                    elif kind == _REQUEST_ID:
+                        incoming_id = value.decode("latin-1")
+                    elif kind == _FORWARDED_FOR:
+                        forwarded_for = value.decode("latin-1")
+                    else:
+                        proto = value
         exchange = self._timer.begin(scope["method"], incoming_id)
+        exchange.path = path
+        if self._lint:
+            if proto is None:
+                if scope.get("scheme") == "https":
+                    flags |= FLAG_HTTPS
+            elif forwarded_https(proto) and self._peer(scope) in self._trusted:
+                flags |= FLAG_HTTPS
+            exchange.flags = flags
         if self._facts:
-            exchange.path = path
             exchange.query = scope.get("query_string", b"").decode("latin-1")
-            client = scope.get("client")
-            exchange.client = client[0] if client else None
+            exchange.client = self._peer(scope)
             exchange.forwarded_for = forwarded_for
         rewrite_start = self._rewrite_start
 
@@ -99,6 +130,7 @@ class LaunchGuardMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 exchange.status = message["status"]
+                exchange.headers = message.get("headers", ())
                 if rewrite_start:
                     message = self._start_message(message, exchange)
             elif (
@@ -125,6 +157,11 @@ class LaunchGuardMiddleware:
             self._finish(scope, entry_root, exchange, exc)
             raise
         self._finish(scope, entry_root, exchange, None)
+
+    @staticmethod
+    def _peer(scope: Scope) -> str | None:
+        client = scope.get("client")
+        return client[0] if client else None
 
     def _start_message(self, message: Message, exchange: Exchange) -> Message:
         """``http.response.start`` with the request id and Server-Timing headers added (a copy;

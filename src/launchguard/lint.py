@@ -55,6 +55,7 @@ from typing import Literal, NamedTuple
 __all__ = ["RULES", "Finding", "ResponseFacts", "Rule", "Severity", "lint", "shape_key"]
 
 Severity = Literal["error", "warning", "info"]
+_SECURITY_PREFIXES = ("hsts-", "nosniff-", "frame-", "csp-", "referrer-", "cookie-")
 Cdn = Literal["cloudflare", "generic", "none"]
 
 
@@ -67,6 +68,11 @@ class Rule:
     message: str
     why: str
     fix: dict[str, str]
+
+    @property
+    def category(self) -> Literal["cache", "security"]:
+        """``security`` for the Observatory-style header and cookie rules, else ``cache``."""
+        return "security" if self.id.startswith(_SECURITY_PREFIXES) else "cache"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import Token
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import queries
 from .context import new_request_id, request_id_var, valid_request_id
+from .headerlint import warn_about as warn_about_headers
 from .queries import (
     Finding,
     QueryLedger,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ._config import Config
     from ._internal import InternalErrors
     from .access import AccessLog
+    from .headerlint import HeaderLinter
+    from .lint import Finding as LintFinding
     from .metrics import RequestMetrics
 
 __all__ = ["Exchange", "RequestTimer", "normalize_method"]
@@ -81,6 +84,10 @@ class Exchange:
     forwarded_for: str | None = None
     request_id = ""
     rid_token: Token[str | None] | None = None
+    #: The response headers as the app sent them (for the header linter); None until then.
+    headers: Any = None
+    #: Request facts the header linter reads: ``headerlint.FLAG_*`` bits.
+    flags = 0
 
     def __init__(self, method: str, start: float) -> None:
         self.method = method
@@ -109,8 +116,11 @@ class RequestTimer:
         config: Config,
         access_log: AccessLog | None = None,
         redact: Callable[[str], str] | None = None,
+        linter: HeaderLinter | None = None,
     ) -> None:
         self.access_log = access_log
+        self.linter = linter
+        self._warn = config.warn_findings
         #: Masks secrets; an incoming request id it would change is not kept.
         self.redact = redact
         self._metrics = metrics
@@ -182,6 +192,12 @@ class RequestTimer:
         findings: list[Finding] = []
         if ledger is not None:
             findings = self._finish_ledger(exchange, ledger, route)
+        lint_findings: tuple[LintFinding, ...] = ()
+        if self.linter is not None and exchange.headers is not None:
+            try:
+                lint_findings = self.linter.observe(exchange, route, end)
+            except Exception as error:
+                self._errors.record("lint", error)
         if self.access_log is not None:
             try:
                 self.access_log.log(
@@ -196,8 +212,11 @@ class RequestTimer:
                 request_id_var.reset(token)
             except ValueError:  # finished in another context (a WSGI body closed elsewhere)
                 pass
-        if findings and self.reporter.warn:
-            warn_about(findings)  # outside the guard: a suite's filterwarnings=error must raise
+        if self._warn:  # outside the guard: a suite's filterwarnings=error must raise
+            if findings:
+                warn_about(findings)
+            if lint_findings:
+                warn_about_headers(route, lint_findings)
 
     def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> list[Finding]:
         exchange.ledger = None

@@ -9,7 +9,14 @@ They are only raised when the guard is built with ``warn_findings=True`` (the py
 
 from __future__ import annotations
 
-__all__ = ["LaunchGuardWarning", "NPlusOneWarning", "QueryWarning"]
+__all__ = [
+    "CacheHeaderWarning",
+    "HeaderWarning",
+    "LaunchGuardWarning",
+    "NPlusOneWarning",
+    "QueryWarning",
+    "SecurityHeaderWarning",
+]
 
 
 class LaunchGuardWarning(Warning):
@@ -22,3 +29,15 @@ class QueryWarning(LaunchGuardWarning):
 
 class NPlusOneWarning(QueryWarning):
     """One SELECT shape was issued many times from the same line: an N+1 query."""
+
+
+class HeaderWarning(LaunchGuardWarning):
+    """A response's headers break a lint rule (see ``launchguard.lint.RULES``)."""
+
+
+class CacheHeaderWarning(HeaderWarning):
+    """A caching problem: a shared cache may store a private page, no policy, bad syntax..."""
+
+
+class SecurityHeaderWarning(HeaderWarning):
+    """A missing or weak security header, or a cookie without Secure / HttpOnly / SameSite."""

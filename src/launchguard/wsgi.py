@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ._types import Environ, OptExcInfo, StartResponse, WSGIApp
+from .headerlint import TrustedPeers, request_flags
 from .timing import Exchange
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class LaunchGuardWSGI:
         self._rid_key = "HTTP_" + header.upper().replace("-", "_")
         self._request_ids = guard.config.request_ids
         self._facts = guard.config.access_log
+        self._lint = guard.linter is not None
+        self._trusted = TrustedPeers(guard.config.trusted_proxies)
         self._rewrite_start = self._request_ids or self._server_timing
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -66,8 +69,10 @@ class LaunchGuardWSGI:
             environ.get(self._rid_key) if self._request_ids else None,
         )
         environ[EXCHANGE_KEY] = exchange
+        exchange.path = path
+        if self._lint:
+            exchange.flags = request_flags(environ, self._trusted)
         if self._facts:
-            exchange.path = path
             exchange.query = environ.get("QUERY_STRING", "")
             exchange.client = environ.get("REMOTE_ADDR")
             exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
@@ -80,6 +85,7 @@ class LaunchGuardWSGI:
                 exchange.status = int(status[:3])
             except (TypeError, ValueError):
                 exchange.status = 0
+            exchange.headers = headers
             if rewrite:
                 headers = self._headers_with_ours(headers, exchange)
             return start_response(status, headers, exc_info)

@@ -3,12 +3,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
@@ -18,6 +20,7 @@ from django.http import (
 )
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .models import Customer, Invoice
@@ -176,6 +179,31 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
 
 def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
+
+
+@require_GET
+@cache_control(public=True, max_age=300)
+def promo(request: HttpRequest) -> HttpResponse:
+    # Deliberately wrong, for the header lint: a page a CDN may cache for five minutes that
+    # also sets a cookie, so the CDN would hand this visitor's cookie to the next ones.
+    response = page("Launch offer", "<p>20 % off this week.</p>")
+    response.set_cookie("campaign", secrets.token_urlsafe(8), httponly=True, samesite="Lax")
+    return response
+
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "flask_portal" / "static"
+STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
+
+
+@require_GET
+@cache_control(public=True, max_age=31_536_000, immutable=True)
+def static_asset(request: HttpRequest, filename: str) -> HttpResponse:
+    # Fingerprinted names (app.3f9a1c.css) never change content: cache them for a year.
+    # (In production, serve these with WhiteNoise or the CDN; this view keeps the demo small.)
+    path = STATIC_FILES.get(filename)
+    if path is None:
+        raise Http404("no such asset")
+    return HttpResponse(path.read_bytes(), content_type="text/css")
 
 
 @require_GET

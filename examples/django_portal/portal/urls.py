@@ -13,5 +13,7 @@ urlpatterns = [
     path("reports/uncached", views.uncached_report, name="uncached-report"),
     path("stream", views.stream, name="stream"),
     path("boom", views.boom, name="boom"),
+    path("promo", views.promo, name="promo"),
+    path("static/<str:filename>", views.static_asset, name="static-asset"),
     re_path(r"^archive/(?P<year>[0-9]{4})/$", views.archive, name="archive"),
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 from .. import queries
 from .._config import env_var
 from .._guard import LaunchGuard
+from ..headerlint import FLAG_HTTPS, TrustedPeers, request_flags
 from ..queries import record_query
 from ..routes import django_template
 from ..timing import Exchange
@@ -131,6 +132,8 @@ class LaunchGuardMiddleware:
         self._server_timing = guard.config.server_timing
         self._rid_header = guard.config.request_id_header
         self._rid_key = "HTTP_" + self._rid_header.upper().replace("-", "_")
+        self._lint = guard.linter is not None
+        self._trusted = TrustedPeers(guard.config.trusted_proxies)
         if guard.config.queries:
             install_query_hook()
         self.is_async = iscoroutinefunction(get_response)
@@ -181,6 +184,11 @@ class LaunchGuardMiddleware:
         exchange.query = meta.get("QUERY_STRING", "")
         exchange.client = meta.get("REMOTE_ADDR")
         exchange.forwarded_for = meta.get("HTTP_X_FORWARDED_FOR")
+        if self._lint:
+            flags = request_flags(meta, self._trusted)
+            if request.is_secure():  # Django's own SECURE_PROXY_SSL_HEADER rule
+                flags |= FLAG_HTTPS
+            exchange.flags = flags
         setattr(request, _ATTR, exchange)
         return exchange
 
@@ -211,6 +219,8 @@ class LaunchGuardMiddleware:
     def _watch(self, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
         """Record the request when the server closes the response (after its last byte)."""
         exchange.status = response.status_code
+        if self._lint:
+            exchange.headers = _ResponseHeaders(response)
         if exchange.request_id and not response.has_header(self._rid_header):
             response[self._rid_header] = exchange.request_id
         if self._server_timing:
@@ -232,6 +242,21 @@ class LaunchGuardMiddleware:
 
         response.close = close_and_record  # type: ignore[method-assign]
         return response
+
+
+class _ResponseHeaders:
+    """A response's headers as the server will send them (``Set-Cookie`` lines included),
+    read when the linter iterates them, after the response is complete."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: HttpResponseBase) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        yield from self._response.items()
+        for morsel in self._response.cookies.values():
+            yield ("Set-Cookie", morsel.output(header="").strip())
 
 
 def _admin_headers(request: HttpRequest) -> dict[str, Any]:
