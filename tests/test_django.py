@@ -159,3 +159,46 @@ class TestDjango:
             production = Client().get("/api/invoices/n-plus-one")
         assert debug["Server-Timing"].endswith('desc="21 queries"')
         assert "Server-Timing" not in production
+
+
+LINT = "launchguard_http_lint_findings_total"
+LINT_PATHS = ("/reports/uncached", "/promo", "/static/app.3f9a1c.css")
+
+
+def _lint_counts(samples: list[tuple[str, dict[str, str], float]]) -> dict[tuple[str, str], float]:
+    return {(s["http_route"], s["rule"]): v for n, s, v in samples if n == LINT}
+
+
+def _check_lint(counts: dict[tuple[str, str], float]) -> None:
+    """Uncached report: no explicit policy; promo: a cached page setting a cookie (seen in
+    ``response.cookies``, not ``response.headers``); the static asset: nothing."""
+    assert counts[("/reports/uncached", "no-explicit-freshness")] == 1
+    assert counts[("/promo", "shared-cache-set-cookie")] == 1
+    assert not [key for key in counts if key[0] == "/static/{filename}"]
+    assert not [key for key in counts if key[1] == "nosniff-missing"]  # SecurityMiddleware
+
+
+class TestDjangoHeaderLint:
+    def test_wsgi_server(self, guarded_settings: CollectorRegistry) -> None:
+        """Findings of the portal's uncached, cookie and static routes under WSGI."""
+        from django.core.handlers.wsgi import WSGIHandler
+
+        server = make_server("127.0.0.1", 0, WSGIHandler(), _ThreadingServer, _QuietHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        try:
+            statuses = [httpx.get(url + path).status_code for path in LINT_PATHS]
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert statuses == [200, 200, 200]
+        _check_lint(_lint_counts(scrape(guarded_settings)))
+
+    def test_asgi_server(self, guarded_settings: CollectorRegistry) -> None:
+        """The same findings under uvicorn, with Django's original header casing."""
+        from django.core.handlers.asgi import ASGIHandler
+
+        with UvicornThread(ASGIHandler()) as server:
+            statuses = [httpx.get(server.url + path).status_code for path in LINT_PATHS]
+        assert statuses == [200, 200, 200]
+        _check_lint(_lint_counts(scrape(guarded_settings)))

@@ -86,6 +86,8 @@ _CODES: dict[str, int] = {
 _MAX_NAMES = 4096
 _MAX_EXTENSIONS = 4096
 _MAX_VERDICTS = 4096
+#: Bytes of header values a cache key may hold.
+_MAX_KEY = 8192
 _NO_EXTENSION = ("", False)
 
 
@@ -272,43 +274,46 @@ class HeaderLinter:
     ) -> tuple[Finding, ...]:
         facts = _facts(exchange)
         shape = _shape(facts)
-        findings = self._verdicts.get(shape)
+        # A key holding a huge header value is never kept: linted each time, memory bounded.
+        cacheable = sum(len(part) for part in key if isinstance(part, (bytes, str))) <= _MAX_KEY
+        findings = self._verdicts.get(shape) if cacheable else None
         if findings is None:
             findings = tuple(
                 f for f in _lint_shape(shape, self.cdn) if f.rule.id not in self._ignore
             )
-            if len(self._verdicts) >= _MAX_VERDICTS:
-                self._verdicts.clear()
-            self._verdicts[shape] = findings
+            if cacheable:
+                if len(self._verdicts) >= _MAX_VERDICTS:
+                    self._verdicts.clear()
+                self._verdicts[shape] = findings
         entry = _Entry(findings, now + self._revalidate)
-        new_rules: list[Finding] = []
         with self._lock:
-            shapes = self._routes.get(route)
-            if shapes is None:
-                if len(self._routes) >= self._max_routes:
-                    return findings  # far past max_routes: linted, not remembered
-                shapes = self._routes[route] = {}
-            old = shapes.pop(key, None)
-            if old is not None:
-                self._retire(route, old)
-            elif len(shapes) >= self._max_shapes:
-                self._retire(route, shapes.pop(next(iter(shapes))))
-            shapes[key] = entry
-            seen = self._seen.setdefault(route, {})
-            for finding in findings:
-                if finding.rule.id not in seen:
-                    seen[finding.rule.id] = _Seen(
-                        now, finding.detail, self._example(exchange, facts)
-                    )
-                    new_rules.append(finding)
+            seen = self._seen.get(route)
+            if seen is None and len(self._seen) < self._max_routes:
+                seen = self._seen[route] = {}
+            if seen is not None:  # else: far past max_routes, linted but not remembered
+                for finding in findings:
+                    if finding.rule.id not in seen:
+                        seen[finding.rule.id] = _Seen(
+                            now, finding.detail, self._example(exchange, facts)
+                        )
+                if cacheable:
+                    shapes = self._routes.setdefault(route, {})
+                    old = shapes.pop(key, None)
+                    if old is not None:
+                        self._retire(route, old)
+                    elif len(shapes) >= self._max_shapes:
+                        self._retire(route, shapes.pop(next(iter(shapes))))
+                    shapes[key] = entry
+                    entry.hits = 1 if entry.rules else 0
+                    entry.last = now
+                else:
+                    for rule in entry.rules:
+                        seen[rule].retired += 1
+                        seen[rule].retired_last = now
         if self._counter is not None and entry.rules:
             entry.children = tuple(self._counter.labels(route, rule) for rule in entry.rules)
-        if entry.rules:
             for child in entry.children:
                 child.inc()
-            with self._lock:
-                entry.hits += 1
-                entry.last = now
         for finding in findings:
             if self._throttle.allow((route, finding.rule.id)):
                 _logger.warning(
