@@ -199,7 +199,15 @@ class QueryLedger:
     ) -> None:
         """Account one statement (hooks call :func:`record_query`, which calls this)."""
         shape = _shapes.get(sql)
-        key = None if many else _params_key(sql, params)
+        if many:
+            key = None
+        elif type(params) is tuple:  # the common DB-API case, inlined
+            try:
+                key = hash((sql, params))
+            except TypeError:
+                key = None
+        else:
+            key = _params_key(sql, params)
         with self._lock:
             self.count += 1
             self.seconds += seconds
@@ -354,9 +362,9 @@ def _params_key(sql: str, params: object) -> int | None:
         return None
 
 
-def current_ledger() -> QueryLedger | None:
-    """The ledger statements are recorded into right now, if any."""
-    return _current.get()
+#: ``current_ledger()``: the ledger statements are recorded into right now, if any (the
+#: ContextVar's own getter, a C call: database hooks call it once per statement).
+current_ledger: Callable[[], QueryLedger | None] = _current.get
 
 
 def record_query(
