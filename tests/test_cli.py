@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .helpers import free_port
 
@@ -40,3 +43,81 @@ def test_demo_once_reports_what_the_guard_saw() -> None:
     assert "at examples/fastapi_portal/app.py:" in done.stdout
     assert "/readyz  -> 200" in done.stdout
     assert not [name for name in lines if "wp-login" in name or ".env" in name]
+
+
+def launchguard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script, with ``env`` as its only LAUNCHGUARD_* variables."""
+    exe = shutil.which("launchguard", path=str(Path(sys.executable).parent))
+    assert exe, "the console script is installed with the package"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCHGUARD_")}
+    return subprocess.run(
+        [exe, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environ, **(env or {})},
+    )
+
+
+def test_rules_reads_the_budgets_the_app_reads(tmp_path: Path) -> None:
+    """`launchguard rules` takes service and budgets from LAUNCHGUARD_* and writes the file."""
+    out = tmp_path / "launchguard.rules.yml"
+    done = launchguard(
+        "rules",
+        "--output",
+        str(out),
+        "--availability-slo",
+        "0.995",
+        env={"LAUNCHGUARD_SERVICE": "billing", "LAUNCHGUARD_API_BUDGET": "0.25"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    rules = yaml.safe_load(out.read_text())
+    exprs = "\n".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+    assert 'job="billing"' in exprs
+    assert 'le="0.25"' in exprs
+    assert "(14.4 * (1 - 0.995))" in exprs
+
+
+def test_rules_to_standard_output_for_another_job() -> None:
+    """Without --output the rules go to standard output; --job overrides the service name."""
+    done = launchguard("rules", "--job", "portal-prod", "--latency-for", "15m")
+    assert done.returncode == 0, done.stderr
+    rules = yaml.safe_load(done.stdout)
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert all('job="portal-prod"' in a["expr"] for a in alerts)
+    assert {a["for"] for a in alerts if a["alert"] == "LaunchguardRouteOverBudget"} == {"15m"}
+    assert done.stdout.startswith("# Prometheus rules for job 'portal-prod'")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("rules",), {"LAUNCHGUARD_API_BUDGET": "-1"}, "api_budget=-1.0"),
+        (("rules", "--availability-slo", "1.5"), {}, "availability_slo=1.5"),
+        (("rules", "--latency-for", "10 minutes"), {}, "latency_for='10 minutes'"),
+        (("dashboard",), {"LAUNCHGUARD_SERVICE": " "}, "service"),
+    ],
+)
+def test_bad_settings_exit_2_naming_them(
+    args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    """A bad variable or option ends with status 2 and says which one."""
+    done = launchguard(*args, env=env)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+def test_dashboard_writes_grafana_json(tmp_path: Path) -> None:
+    """`launchguard dashboard` writes the dashboard JSON for the service's job."""
+    out = tmp_path / "dashboard.json"
+    done = launchguard(
+        "dashboard", "-o", str(out), "--title", "Billing", env={"LAUNCHGUARD_SERVICE": "billing"}
+    )
+    assert done.returncode == 0, done.stderr
+    model = json.loads(out.read_text())
+    assert model["title"] == "Billing"
+    assert model["schemaVersion"] == 39
+    job = next(v for v in model["templating"]["list"] if v["name"] == "job")
+    assert job["current"]["value"] == "billing"

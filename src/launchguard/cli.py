@@ -2,6 +2,11 @@
 
 launchguard demo           # the example portal with the guard on, driven by itself
 launchguard demo --once    # drive it, print the report, stop
+launchguard rules --job portal --output launchguard.rules.yml          # Prometheus rules
+launchguard dashboard --job portal --output launchguard.dashboard.json  # Grafana dashboard
+
+``rules`` and ``dashboard`` read the budgets from the same ``LAUNCHGUARD_*`` environment
+variables as the running app.
 """
 
 from __future__ import annotations
@@ -52,10 +57,93 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     demo.add_argument("--rounds", type=int, default=3, help="traffic rounds to drive (default 3)")
     demo.add_argument("--once", action="store_true", help="stop after the report")
+    rules = commands.add_parser(
+        "rules", help="print Prometheus recording and alerting rules for the guard's budgets"
+    )
+    _output_and_job(rules)
+    rules.add_argument(
+        "--availability-slo",
+        type=float,
+        default=0.999,
+        metavar="RATIO",
+        help="target share of requests without a 5xx (default 0.999)",
+    )
+    rules.add_argument(
+        "--latency-slo",
+        type=float,
+        default=0.99,
+        metavar="RATIO",
+        help="target share of requests within their route's budget (default 0.99)",
+    )
+    rules.add_argument(
+        "--latency-for",
+        default="10m",
+        metavar="DURATION",
+        help="how long a route's p95 must stay over budget before it alerts (default 10m)",
+    )
+    rules.add_argument(
+        "--runbook-url",
+        default="",
+        metavar="URL",
+        help="a page such as docs/alerts.md on your git host, for runbook_url annotations",
+    )
+    dashboard = commands.add_parser("dashboard", help="print a Grafana dashboard (JSON)")
+    _output_and_job(dashboard)
+    dashboard.add_argument("--title", default=None, help="dashboard title")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(port=args.port, rounds=args.rounds, once=args.once)
+    if args.command in ("rules", "dashboard"):
+        return run_generate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _output_and_job(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    parser.add_argument(
+        "--job",
+        default=None,
+        help="Prometheus job label of the scraped app (default: the service name)",
+    )
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """``launchguard rules`` / ``launchguard dashboard``: generate, then print or write."""
+    import json
+    import os
+
+    from ._config import Config, ConfigError
+
+    try:
+        config = Config.build({}, os.environ)
+        if args.command == "rules":
+            from .rules import budget_warnings, rules_yaml
+
+            for warning in budget_warnings(config):
+                print(f"launchguard rules: warning: {warning}", file=sys.stderr)
+            text = rules_yaml(
+                config,
+                job=args.job,
+                availability_slo=args.availability_slo,
+                latency_slo=args.latency_slo,
+                latency_for=args.latency_for,
+                runbook_url=args.runbook_url,
+            )
+        else:
+            from .dashboard import build_dashboard
+
+            model = build_dashboard(config, job=args.job, title=args.title)
+            text = json.dumps(model, indent=2) + "\n"
+    except (ConfigError, ValueError) as exc:
+        print(f"launchguard {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _load_portal() -> Any:
