@@ -94,6 +94,20 @@ class Config:
     api_budget: float = _opt(0.3, "p95 latency budget of API (JSON) routes, seconds.")
     page_budget: float = _opt(0.5, "p95 latency budget of page (HTML) routes, seconds.")
     slow_request: float = _opt(1.0, "A request slower than this many seconds is a slow request.")
+    route_budgets: tuple[tuple[str, float], ...] = _opt(
+        (),
+        "Per-route p95 budgets: {route template or glob: seconds} (env: `route=s,route=s`).",
+    )
+    alerts: bool = _opt(
+        True, "Watch each route's rolling p95 against its budget; alert on breaches and N+1s."
+    )
+    alert_cooldown: float = _opt(
+        900.0, "Seconds between two alerts (log line, Sentry event) for one route or finding."
+    )
+    budget_window: float = _opt(300.0, "Sliding window of the in-process p95, seconds.")
+    budget_min_samples: int = _opt(
+        20, "Requests a route needs in the window before its p95 is judged."
+    )
     buckets: tuple[float, ...] = _opt(
         (), "Histogram bucket bounds in seconds; default: OpenTelemetry's plus every budget."
     )
@@ -181,6 +195,15 @@ class Config:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 _bad(name, value, "must be a positive number of seconds")
+        for route, seconds in self.route_budgets:
+            if not (isinstance(route, str) and route and seconds > 0 and math.isfinite(seconds)):
+                _bad("route_budgets", (route, seconds), "needs {route: positive seconds}")
+        if not (self.alert_cooldown >= 0 and math.isfinite(self.alert_cooldown)):
+            _bad("alert_cooldown", self.alert_cooldown, "must be >= 0 seconds")
+        if not (self.budget_window >= 10 and math.isfinite(self.budget_window)):
+            _bad("budget_window", self.budget_window, "must be at least 10 seconds")
+        if self.budget_min_samples < 1:
+            _bad("budget_min_samples", self.budget_min_samples, "must be at least 1")
         if self.buckets:
             if any(not (b > 0 and math.isfinite(b)) for b in self.buckets):
                 _bad("buckets", self.buckets, "bounds must be positive finite seconds")
@@ -227,6 +250,7 @@ class Config:
         if self.buckets:
             return self.buckets
         budgets = {self.api_budget, self.page_budget, self.slow_request}
+        budgets.update(seconds for _, seconds in self.route_budgets)
         return tuple(sorted(set(OTEL_BUCKETS) | budgets))
 
 
@@ -302,6 +326,8 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
         return tuple(value)
     if isinstance(default, tuple) and name == "route_query_budgets":
         return _budgets(where, value)
+    if isinstance(default, tuple) and name == "route_budgets":
+        return _route_seconds(where, value)
     if isinstance(default, tuple):
         items: list[Any]
         if isinstance(value, str):
@@ -325,7 +351,7 @@ def _coerce(name: str, value: Any, default: Any, *, source: str | None) -> Any:
     return value  # pragma: no cover - every option has one of the types above
 
 
-def _budgets(where: str, value: Any) -> tuple[tuple[str, int], ...]:
+def _budgets(where: str, value: Any, number_type: type = int) -> tuple[tuple[str, Any], ...]:
     """``{route: n}``, pairs, or ``"route=n,route=n"`` as sorted (route, n) pairs."""
     pairs: list[tuple[Any, Any]]
     if isinstance(value, str):
@@ -333,7 +359,7 @@ def _budgets(where: str, value: Any) -> tuple[tuple[str, int], ...]:
         for part in filter(None, (p.strip() for p in value.split(","))):
             route, sep, number = part.rpartition("=")
             try:
-                pairs.append((route.strip(), int(number)))
+                pairs.append((route.strip(), number_type(number)))
             except ValueError:
                 raise ConfigError(f"launchguard {where}: expected route=number pairs") from None
             if not sep:
@@ -345,3 +371,17 @@ def _budgets(where: str, value: Any) -> tuple[tuple[str, int], ...]:
     else:
         raise ConfigError(f"launchguard {where}: expected a mapping of route to budget")
     return tuple(sorted(pairs))
+
+
+def _route_seconds(where: str, value: Any) -> tuple[tuple[str, float], ...]:
+    """``route_budgets`` as sorted (route, seconds) pairs."""
+    try:
+        pairs = [(route, seconds) for route, seconds in _budgets(where, value, float)]
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):
+        raise ConfigError(f"launchguard {where}: expected a mapping of route to seconds") from None
+    for _, seconds in pairs:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ConfigError(f"launchguard {where}: expected a number of seconds per route")
+    return tuple((route, float(seconds)) for route, seconds in pairs)

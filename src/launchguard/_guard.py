@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from ._config import Config, RouteResolver, check_names
 from ._internal import InternalErrors
 from .access import AccessLog
 from .admin import AdminResponse, MetricsEndpoint
+from .budgets import BudgetWatch
 from .headerlint import HeaderLinter
 from .health import Check, Health
 from .metrics import RequestMetrics
@@ -73,6 +75,11 @@ class LaunchGuard:
         api_budget: float | None = None,
         page_budget: float | None = None,
         slow_request: float | None = None,
+        route_budgets: Mapping[str, float] | None = None,
+        alerts: bool | None = None,
+        alert_cooldown: float | None = None,
+        budget_window: float | None = None,
+        budget_min_samples: int | None = None,
         buckets: Sequence[float] | None = None,
         exclude_paths: Sequence[str] | None = None,
         max_routes: int | None = None,
@@ -119,6 +126,19 @@ class LaunchGuard:
             if config.header_lint
             else None
         )
+        #: The in-process budget watch (``None`` with ``alerts=False``).
+        self.budgets = (
+            BudgetWatch(config, self.metrics, self.errors, redactor=self.redactor)
+            if config.alerts
+            else None
+        )
+        if "sentry_sdk" in sys.modules:  # tag Sentry events with their request
+            try:
+                from .integrations.sentry import enrich_events
+
+                enrich_events()
+            except Exception as exc:
+                self.errors.record("sentry", exc)
         self.timer = RequestTimer(
             self.metrics,
             self.errors,
@@ -126,6 +146,7 @@ class LaunchGuard:
             AccessLog(config, self.redactor) if config.access_log else None,
             self.redactor.redact_text,
             self.linter,
+            self.budgets,
         )
         self.metrics_endpoint = (
             MetricsEndpoint(config, self.metrics.exposition) if config.metrics_path else None

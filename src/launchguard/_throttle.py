@@ -29,8 +29,11 @@ class Throttle:
         self._last: dict[Hashable, float] = {}
         self._lock = threading.Lock()
 
-    def allow(self, key: Hashable) -> bool:
-        now = self._clock()
+    def allow(self, key: Hashable, now: float | None = None) -> bool:
+        """True if ``key`` was not allowed in the last ``interval`` seconds (``now``: the
+        clock's reading, if the caller has it)."""
+        if now is None:
+            now = self._clock()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self._interval:

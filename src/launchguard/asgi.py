@@ -136,6 +136,8 @@ class LaunchGuardMiddleware:
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
+                if exchange.span is not None:  # OpenTelemetry's middleware ends it at this send
+                    self._annotate_span(scope, entry_root, exchange)
                 try:
                     await send(message)
                 except OSError:
@@ -184,6 +186,14 @@ class LaunchGuardMiddleware:
         except Exception as error:
             self._errors.record("routes", error)
         self._timer.finish(exchange, exc)
+
+    def _annotate_span(self, scope: Scope, entry_root: str, exchange: Exchange) -> None:
+        try:
+            route = self._routes.resolve(scope, entry_root)
+        except Exception as error:
+            self._errors.record("routes", error)
+            return
+        self._timer.annotate_span(exchange, route)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         """``receive`` for the lifespan scope: messages pass unchanged; at startup the

@@ -21,12 +21,29 @@ import sys
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["current_request_id", "new_request_id", "trace_ids", "valid_request_id"]
+__all__ = [
+    "current_exchange",
+    "current_request_id",
+    "new_request_id",
+    "trace_ids",
+    "valid_request_id",
+]
 
 _VALID = re.compile(r"[A-Za-z0-9._:@\-]{1,128}")
 
 #: The request id of the request being served, if any.
 request_id_var: ContextVar[str | None] = ContextVar("launchguard_request_id", default=None)
+
+#: The ``timing.Exchange`` of the request being served, kept only while :data:`track_exchange`
+#: is on (the Sentry event processor reads it to tag events with the route and query counts).
+exchange_var: ContextVar[Any] = ContextVar("launchguard_exchange", default=None)
+#: Set by ``launchguard.integrations.sentry.enrich_events()``; off, requests skip the ContextVar.
+track_exchange = False
+
+
+def current_exchange() -> Any:
+    """The ``timing.Exchange`` of the request being served (only while Sentry enrichment is on)."""
+    return exchange_var.get()
 
 
 def current_request_id() -> str | None:

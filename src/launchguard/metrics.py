@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from itertools import accumulate
@@ -22,6 +23,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 __all__ = [
@@ -57,6 +59,8 @@ DB_TIME = (
     (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 FINDINGS = "launchguard_query_findings"
+ROUTE_BUDGET = "launchguard_route_budget_seconds"
+ROUTE_BUDGET_BREACHED = "launchguard_route_budget_breached"
 _bundles: weakref.WeakKeyDictionary[CollectorRegistry, RequestMetrics] = weakref.WeakKeyDictionary()
 _bundles_lock = threading.Lock()
 
@@ -75,6 +79,9 @@ class FastHistogram:
     observation; this keeps each label set's bucket counts in a list, finds the bucket with
     ``bisect`` and takes one lock, for a third of the cost. Used when not in multiprocess mode
     (there, the values must live in prometheus-client's shared files).
+
+    :meth:`exemplar` keeps the last exemplar (a trace id) of each bucket of each series; they
+    appear in OpenMetrics scrapes only, as the Prometheus text format has no exemplars.
     """
 
     def __init__(
@@ -87,6 +94,8 @@ class FastHistogram:
         self._les = [floatToGoString(b) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
         self._width = len(buckets) + 2  # one count per bucket, +Inf, then the sum
         self._series: dict[tuple[str, ...], list[float]] = {}
+        #: Per series, the last exemplar of each bucket; made on a series' first exemplar.
+        self._exemplars: dict[tuple[str, ...], list[Exemplar | None]] = {}
         self._lock = threading.Lock()
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
@@ -99,15 +108,29 @@ class FastHistogram:
             series[index] += 1
             series[-1] += value
 
+    def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
+        """Keep ``labels`` (a trace id) as the exemplar of the bucket ``value`` fell in."""
+        exemplars = self._exemplars.get(key)
+        if exemplars is None:
+            exemplars = self._exemplars.setdefault(key, [None] * (self._width - 1))
+        exemplars[bisect_left(self._bounds, value)] = Exemplar(labels, value, time.time())
+
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)]
 
     def collect(self) -> list[Metric]:
         with self._lock:
             snapshot = [(key, list(values)) for key, values in self._series.items()]
+            exemplars = {key: list(values) for key, values in self._exemplars.items()}
         family = HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)
         for key, values in snapshot:
-            buckets = list(zip(self._les, accumulate(values[:-1]), strict=True))
+            buckets: list[Any] = list(zip(self._les, accumulate(values[:-1]), strict=True))
+            marks = exemplars.get(key)
+            if marks is not None:
+                buckets = [
+                    bucket if mark is None else (*bucket, mark)
+                    for bucket, mark in zip(buckets, marks, strict=True)
+                ]
             family.add_metric(list(key), buckets, values[-1])
         return [family]
 
@@ -169,6 +192,9 @@ class _SharedHistogram:
         if child is None:
             child = self._children[key] = self.histogram.labels(*key)
         child.observe(value)
+
+    def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
+        """Exemplars cannot live in prometheus-client's multiprocess files: dropped."""
 
 
 class _SharedStore(_SharedHistogram):
@@ -243,7 +269,27 @@ class RequestMetrics:
             ("component",),
             registry=registry,
         )
-        self._collectors += [self.build_info, self.internal_errors]
+        self.route_budget = Gauge(
+            ROUTE_BUDGET,
+            "The p95 latency budget applied to each route, seconds (route_class api, page or "
+            "custom).",
+            ("http_route", "route_class"),
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.route_budget_breached = Gauge(
+            ROUTE_BUDGET_BREACHED,
+            "1 while a route's in-process rolling p95 is over its budget, else 0.",
+            ("http_route",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._collectors += [
+            self.build_info,
+            self.internal_errors,
+            self.route_budget,
+            self.route_budget_breached,
+        ]
         self._error_types: set[str] = set()
         #: In-flight +1 for a request of this (normalised) method.
         self.start = self.store.start

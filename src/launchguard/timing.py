@@ -19,13 +19,14 @@ Nothing here raises into the request: a failure is handed to :class:`InternalErr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from . import queries
-from .context import new_request_id, request_id_var, valid_request_id
+from . import context, queries, tracing
+from .context import exchange_var, new_request_id, request_id_var, valid_request_id
 from .headerlint import warn_about as warn_about_headers
 from .queries import (
     Finding,
@@ -36,11 +37,13 @@ from .queries import (
     open_ledger,
     warn_about,
 )
+from .routes import OVERFLOW
 
 if TYPE_CHECKING:
     from ._config import Config
     from ._internal import InternalErrors
     from .access import AccessLog
+    from .budgets import BudgetWatch
     from .headerlint import HeaderLinter
     from .lint import Finding as LintFinding
     from .metrics import RequestMetrics
@@ -51,6 +54,7 @@ KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
 )
 _STATUS_TEXT = {code: str(code) for code in range(100, 600)}
+_loaded = sys.modules.get
 
 
 def normalize_method(method: str) -> str:
@@ -88,6 +92,10 @@ class Exchange:
     headers: Any = None
     #: Request facts the header linter reads: ``headerlint.FLAG_*`` bits.
     flags = 0
+    #: The OpenTelemetry span current when the request arrived (only with OpenTelemetry).
+    span: Any = None
+    span_annotated = False
+    exchange_token: Token[Any] | None = None
 
     def __init__(self, method: str, start: float) -> None:
         self.method = method
@@ -117,9 +125,12 @@ class RequestTimer:
         access_log: AccessLog | None = None,
         redact: Callable[[str], str] | None = None,
         linter: HeaderLinter | None = None,
+        watch: BudgetWatch | None = None,
     ) -> None:
         self.access_log = access_log
         self.linter = linter
+        #: The in-process budget watch and alerts (``None`` with ``alerts=False``).
+        self.watch = watch
         self._warn = config.warn_findings
         #: Masks secrets; an incoming request id it would change is not kept.
         self.redact = redact
@@ -163,6 +174,13 @@ class RequestTimer:
             exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:
             exchange.ledger, exchange.token = open_ledger()
+        if context.track_exchange:
+            exchange.exchange_token = exchange_var.set(exchange)
+        if _loaded("opentelemetry.trace") is not None:
+            try:
+                exchange.span = tracing.current_span()
+            except Exception as error:
+                self._errors.record("otel", error)
         return exchange
 
     def finish(self, exchange: Exchange, exc: BaseException | None = None) -> None:
@@ -171,6 +189,7 @@ class RequestTimer:
         end = exchange.end or perf_counter()
         status = exchange.status
         error_type = exchange.error_type
+        key = None
         try:
             if exc is not None:
                 error_type = type(exc).__qualname__
@@ -182,10 +201,8 @@ class RequestTimer:
                 error_type = _STATUS_TEXT.get(status, "_OTHER")
             if error_type:
                 error_type = self._metrics.bound_error_type(error_type)
-            self._record(
-                (exchange.method, route, _STATUS_TEXT.get(status, "_OTHER"), error_type),
-                end - exchange.start,
-            )
+            key = (exchange.method, route, _STATUS_TEXT.get(status, "_OTHER"), error_type)
+            self._record(key, end - exchange.start)
         except Exception as error:
             self._errors.record("metrics", error)
         ledger = exchange.ledger
@@ -205,6 +222,28 @@ class RequestTimer:
                 )
             except Exception as error:
                 self._errors.record("access_log", error)
+        if self.watch is not None:
+            try:
+                self.watch.observe(
+                    exchange, route, status, end - exchange.start, end, ledger, findings
+                )
+            except Exception as error:
+                self._errors.record("budgets", error)
+        span = exchange.span
+        if span is not None:
+            try:
+                if not exchange.span_annotated:
+                    tracing.annotate(span, exchange, self._template(route), ledger, findings)
+                if key is not None:
+                    tracing.exemplar(span, key, end - exchange.start, self._metrics.store)
+            except Exception as error:
+                self._errors.record("otel", error)
+        if exchange.exchange_token is not None:
+            try:
+                exchange_var.reset(exchange.exchange_token)
+            except ValueError:  # finished in another context
+                pass
+            exchange.exchange_token = None
         token = exchange.rid_token
         if token is not None:
             exchange.rid_token = None
@@ -217,6 +256,23 @@ class RequestTimer:
                 warn_about(findings)
             if lint_findings:
                 warn_about_headers(route, lint_findings)
+
+    def annotate_span(self, exchange: Exchange, route: str) -> None:
+        """Put the request's route and queries so far on its span now: the ASGI adapter calls
+        this before the last body message, on which OpenTelemetry's middleware ends the span."""
+        exchange.span_annotated = True
+        try:
+            if not exchange.span.is_recording():  # not sampled, or already ended
+                return
+            ledger = exchange.ledger
+            findings = ledger.findings(self.rules) if ledger is not None and ledger.count else []
+            tracing.annotate(exchange.span, exchange, self._template(route), ledger, findings)
+        except Exception as error:
+            self._errors.record("otel", error)
+
+    def _template(self, route: str) -> str | None:
+        """``route`` if it is a template (not the unmatched or overflow label)."""
+        return None if route == self._unmatched or route == OVERFLOW else route
 
     def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> list[Finding]:
         exchange.ledger = None

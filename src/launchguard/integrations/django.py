@@ -133,6 +133,8 @@ class LaunchGuardMiddleware:
         self._rid_header = guard.config.request_id_header
         self._rid_key = "HTTP_" + self._rid_header.upper().replace("-", "_")
         self._lint = guard.linter is not None
+        #: The linter and the budget watch (route class) read the response headers.
+        self._headers = self._lint or guard.budgets is not None
         self._trusted = TrustedPeers(guard.config.trusted_proxies)
         if guard.config.queries:
             install_query_hook()
@@ -219,7 +221,7 @@ class LaunchGuardMiddleware:
     def _watch(self, response: HttpResponseBase, exchange: Exchange) -> HttpResponseBase:
         """Record the request when the server closes the response (after its last byte)."""
         exchange.status = response.status_code
-        if self._lint:
+        if self._headers:
             exchange.headers = _ResponseHeaders(response)
         if exchange.request_id and not response.has_header(self._rid_header):
             response[self._rid_header] = exchange.request_id
