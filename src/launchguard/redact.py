@@ -528,6 +528,21 @@ class Redactor:
         """
         return self._value(obj, None, 0, set())
 
+    def leaves_alphabet(self, alphabet: str) -> bool:
+        """Whether :meth:`redact_text` returns every text made only of characters in
+        ``alphabet`` (ASCII) unchanged. True when there is no rule of your own (they run on every
+        text) and no keyword of a built-in rule can be spelled with these characters (a rule
+        runs only when one of its keywords occurs). The access log uses it to skip the scan of
+        values it builds itself: timestamps, hex ids."""
+        if self._always or not alphabet.isascii():
+            return False
+        exact = set(alphabet)
+        folded = {ch.lower() for ch in alphabet}
+        return not any(
+            all((ch.lower() in folded) if ci else (ch in exact) for ch in word)
+            for word, ci in self._keywords
+        )
+
     def is_sensitive_key(self, name: str) -> bool:
         """Whether the value stored under key ``name`` is masked whole.
 
