@@ -115,10 +115,11 @@ class AccessLog:
         if not (failed or slow) and self._sample < 1.0 and random.random() >= self._sample:
             return
         query = exchange.query
+        path = exchange.path
         if query:
-            path = self._redact(f"{exchange.path}?{query}"[:2048])
-        else:
-            path = self._masked_path(exchange.path)
+            path = self._redact(f"{path}?{query}"[:2048])
+        elif path not in self._clean_paths:
+            path = self._masked_path(path)
         if type(route) is not str:
             route = str(route)
         if type(status) is not int:
@@ -128,19 +129,19 @@ class AccessLog:
         ip = None
         if self._trusted:
             ip = client_ip(exchange.client, exchange.forwarded_for, self._trusted)
-        method, levelno = (
-            ("error", logging.ERROR)
-            if failed
-            else ("warning", logging.WARNING)
-            if slow
-            else ("info", logging.INFO)
-        )
+        if failed:
+            method, levelno = "error", logging.ERROR
+        elif slow:
+            method, levelno = "warning", logging.WARNING
+        else:
+            method, levelno = "info", logging.INFO
         direct = direct_output()
+        ready: bool | None = False
         if direct is not None:
             ready = direct.ready(self._stdlib, levelno)
             if ready is None:
                 return  # below the logger's level
-            if ready and direct.plain_json() and self._plain(direct):
+            if ready and direct.plain_json() and (direct is self._checked or self._plain(direct)):
                 line = self._json_line(
                     direct, method, exchange, route, path, status, duration_ms, ledger,
                     error_type, ids, ip,
@@ -168,16 +169,16 @@ class AccessLog:
             fields["trace_id"], fields["span_id"] = ids
         if ip is not None:
             fields["client_ip"] = ip
-        if direct is not None and direct.write(
-            self._stdlib, method, "request", fields, traced=True
+        if (
+            ready
+            and direct is not None
+            and direct.write(self._stdlib, method, "request", fields, traced=True)
         ):
             return
         getattr(self._logger, method)("request", **fields)
 
     def _plain(self, direct: DirectOutput) -> bool:
         """Whether ``direct``'s redactor masks none of our keys and constant values."""
-        if direct is self._checked:
-            return True
         if direct.plain(_KEYS, ("request", self._stdlib.name, *_LEVEL_NAMES)):
             self._checked = direct
             return True
