@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench bench-quick install
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,4 +25,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/bench_middleware.py
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/run_all.py --quick

@@ -1,37 +1,85 @@
 """Per-request overhead of launchguard next to its peers, in one process, rounds interleaved.
 
-    python benchmarks/bench_middleware.py            # full run
+    python benchmarks/bench_middleware.py            # full run (about 15-30 minutes)
     python benchmarks/bench_middleware.py --quick    # smoke run
+    python benchmarks/bench_middleware.py --only asgi,wsgi,fastapi,routes
 
 Each round times N in-process requests through every variant of the same tiny app, in a fresh
 random order; a variant's overhead is its time per request minus the bare app's in the same
-round. Reported: medians over rounds (and the spread between the 25th and 75th percentile), and
-each overhead as a multiple of the "floor" middleware's (perf_counter plus one
-``Histogram.labels(...).observe()``, the least a metrics middleware can do).
+round. Reported: medians over rounds, the spread between the 25th and 75th percentile, each
+overhead as a multiple of the "floor" middleware's (perf_counter plus one
+``Histogram.labels(...).observe()``, the least a metrics middleware can do), and the ratios the
+targets are about, computed round by round.
+
+"launchguard full" has everything on: request metrics, query ledger (a database hook counts as
+installed), header lint, request id (made and echoed), and the access-log line with redaction,
+written by ``launchguard.logging.configure()``'s handler to a file on /dev/null (so rendering
+and writing are paid for).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
-import platform
-import random
-import statistics
+import io
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
-from importlib.metadata import version
+from collections.abc import Iterable
 from typing import Any
 
+import _harness as h
 from prometheus_client import CollectorRegistry, Histogram
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+PACKAGES = [
+    "launchguard",
+    "starlette",
+    "fastapi",
+    "flask",
+    "structlog",
+    "prometheus-client",
+    "prometheus-fastapi-instrumentator",
+    "starlette-exporter",
+    "prometheus-flask-exporter",
+    "asgi-correlation-id",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation-asgi",
+    "opentelemetry-instrumentation-wsgi",
+    "google-re2",
+]
 
-# ----------------------------------------------------------------------------- ASGI variants
+
+# ----------------------------------------------------------------------------- guards
+
+
+def metrics_only_guard() -> Any:
+    """Request metrics alone: no query ledger, header lint, request ids or access log."""
+    from launchguard import LaunchGuard
+
+    return LaunchGuard(
+        service="bench",
+        registry=CollectorRegistry(),
+        environ={},
+        queries=False,
+        request_ids=False,
+        access_log=False,
+        header_lint=False,
+    )
+
+
+def full_guard() -> Any:
+    """Everything on (the defaults), a database hook counted as installed; the access log goes
+    wherever logging is configured (``_harness.null_logging()``)."""
+    from launchguard import LaunchGuard, queries
+
+    if not queries.hooks_installed:
+        queries.hook_installed()
+    return LaunchGuard(service="bench", release="bench-1", registry=CollectorRegistry(), environ={})
+
+
+# ----------------------------------------------------------------------------- ASGI
 
 
 class AsgiFloor:
@@ -62,44 +110,21 @@ class AsgiFloor:
         )
 
 
-def metrics_only_guard() -> Any:
-    """Request metrics alone: no query ledger, request ids or access log."""
-    from launchguard import LaunchGuard
+def otel_providers() -> tuple[Any, Any]:
+    """OpenTelemetry SDK providers: spans go through a processor to an exporter that drops
+    them; metrics to an in-memory reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-    return LaunchGuard(
-        service="bench",
-        registry=CollectorRegistry(),
-        environ={},
-        queries=False,
-        request_ids=False,
-        access_log=False,
-    )
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
 
-
-def full_guard() -> Any:
-    """Everything on: metrics, query ledger (a hook counts as installed), request id, access
-    log with redaction rendered as JSON into memory."""
-    import io
-
-    import structlog
-
-    from launchguard import LaunchGuard, queries
-    from launchguard.logging import RedactingProcessor, add_request_context
-
-    queries.hook_installed()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            add_request_context,
-            RedactingProcessor(),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        cache_logger_on_first_use=True,
-    )
-    return LaunchGuard(service="bench", registry=CollectorRegistry(), environ={})
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
 def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
@@ -115,55 +140,101 @@ def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
     return Starlette(routes=table, middleware=middleware or [])
 
 
-def asgi_variants(routes: int = 1, peers: bool = True) -> dict[str, Any]:
+def fastapi_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI(middleware=middleware or [])
+
+    async def item(item_id: int) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    for i in range(routes - 1):
+        app.add_api_route(f"/r{i}/{{item_id}}", item, methods=["GET"])
+    app.add_api_route("/items/{item_id}", item, methods=["GET"])
+    return app
+
+
+def asgi_variants(make: Any = starlette_app, routes: int = 1, peers: bool = True) -> dict[str, Any]:
+    """Same app, each variant with one middleware (or none). OpenTelemetry is not among them:
+    once it is imported, launchguard looks up the current span of every request (to link
+    exemplars and annotate spans), so it runs in a section of its own (``otel_variants``)."""
     from starlette.middleware import Middleware
 
     from launchguard.asgi import LaunchGuardMiddleware
 
     variants: dict[str, Any] = {
-        "bare": starlette_app(routes=routes),
-        "floor": starlette_app(
-            [Middleware(AsgiFloor, registry=CollectorRegistry())], routes=routes
-        ),
-        "launchguard (metrics only)": starlette_app(
+        "bare": make(routes=routes),
+        "floor": make([Middleware(AsgiFloor, registry=CollectorRegistry())], routes=routes),
+        "launchguard (metrics only)": make(
             [Middleware(LaunchGuardMiddleware, guard=metrics_only_guard())], routes=routes
         ),
-    }
-    if peers:
-        variants["launchguard full"] = starlette_app(
+        "launchguard full": make(
             [Middleware(LaunchGuardMiddleware, guard=full_guard())], routes=routes
-        )
-    if not peers:
-        return variants
+        ),
+    }
     from prometheus_fastapi_instrumentator import Instrumentator
-    from starlette_exporter import PrometheusMiddleware
 
-    pfi = starlette_app(routes=routes)
+    pfi = make(routes=routes)
     Instrumentator(registry=CollectorRegistry()).instrument(pfi)
     variants["prometheus-fastapi-instrumentator"] = pfi
-    variants["starlette-exporter"] = starlette_app(
+    if not peers:
+        return variants
+    from asgi_correlation_id import CorrelationIdMiddleware
+    from starlette_exporter import PrometheusMiddleware
+
+    variants["starlette-exporter"] = make(
         [Middleware(PrometheusMiddleware, group_paths=True)], routes=routes
     )
+    variants["asgi-correlation-id"] = make([Middleware(CorrelationIdMiddleware)], routes=routes)
     return variants
 
 
-def time_asgi(app: Any, n: int) -> float:
-    """Seconds per request for ``n`` in-process requests to ``/items/7``."""
-    template = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/items/7",
-        "raw_path": b"/items/7",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("bench", 80),
+def otel_asgi_variants() -> dict[str, Any]:
+    """OpenTelemetry's ASGI middleware with the SDK, next to the floor and launchguard (which
+    now also finds the current span of each request, as it would in an app using OTel)."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from starlette.middleware import Middleware
+
+    from launchguard.asgi import LaunchGuardMiddleware
+
+    tracer_provider, meter_provider = otel_providers()
+    return {
+        "bare": starlette_app(),
+        "floor": starlette_app([Middleware(AsgiFloor, registry=CollectorRegistry())]),
+        "launchguard full": starlette_app([Middleware(LaunchGuardMiddleware, guard=full_guard())]),
+        "OpenTelemetry ASGI (SDK)": starlette_app(
+            [
+                Middleware(
+                    OpenTelemetryMiddleware,
+                    tracer_provider=tracer_provider,
+                    meter_provider=meter_provider,
+                )
+            ]
+        ),
     }
+
+
+SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/items/7",
+    "raw_path": b"/items/7",
+    "root_path": "",
+    "query_string": b"",
+    "headers": [(b"host", b"bench"), (b"user-agent", b"bench"), (b"accept", b"*/*")],
+    "client": ("127.0.0.1", 1234),
+    "server": ("bench", 80),
+}
+
+
+def time_asgi(app: Any, n: int) -> float:
+    """Seconds per request (``_harness.clock``) for ``n`` in-process requests to ``/items/7``."""
     request = {"type": "http.request", "body": b"", "more_body": False}
+    clock = h.clock
 
     async def receive() -> Any:
         return request
@@ -173,16 +244,16 @@ def time_asgi(app: Any, n: int) -> float:
 
     async def run() -> float:
         for _ in range(50):  # warm caches, lazily built middleware stacks
-            await app(dict(template), receive, send)
-        start = time.perf_counter()
+            await app(dict(SCOPE), receive, send)
+        start = clock()
         for _ in range(n):
-            await app(dict(template), receive, send)
-        return (time.perf_counter() - start) / n
+            await app(dict(SCOPE), receive, send)
+        return (clock() - start) / n
 
     return asyncio.run(run())
 
 
-# ----------------------------------------------------------------------------- WSGI variants
+# ----------------------------------------------------------------------------- WSGI
 
 
 class WsgiFloor:
@@ -219,54 +290,80 @@ def flask_app() -> Any:
     return app
 
 
-def wsgi_variants(peers: bool = True) -> dict[str, Any]:
+def wsgi_variants() -> dict[str, Any]:
+    from prometheus_flask_exporter import PrometheusMetrics
+
     from launchguard.integrations.flask import init_app
 
     bare = flask_app()
     floor = flask_app()
     floor.wsgi_app = WsgiFloor(floor.wsgi_app, CollectorRegistry())  # type: ignore[method-assign]
-    guarded = flask_app()
-    init_app(guarded, metrics_only_guard())
-    variants = {"bare": bare, "floor": floor, "launchguard (metrics only)": guarded}
-    if peers:
-        full = flask_app()
-        init_app(full, full_guard())
-        variants["launchguard full"] = full
-    if peers:
-        from prometheus_flask_exporter import PrometheusMetrics
+    metrics = flask_app()
+    init_app(metrics, metrics_only_guard())
+    full = flask_app()
+    init_app(full, full_guard())
+    pfe = flask_app()
+    PrometheusMetrics(pfe, registry=CollectorRegistry())
+    return {
+        "bare": bare,
+        "floor": floor,
+        "launchguard (metrics only)": metrics,
+        "launchguard full": full,
+        "prometheus-flask-exporter": pfe,
+    }
 
-        pfe = flask_app()
-        PrometheusMetrics(pfe, registry=CollectorRegistry())
-        variants["prometheus-flask-exporter"] = pfe
-    return variants
+
+def otel_wsgi_variants() -> dict[str, Any]:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    from launchguard.integrations.flask import init_app
+
+    floor = flask_app()
+    floor.wsgi_app = WsgiFloor(floor.wsgi_app, CollectorRegistry())  # type: ignore[method-assign]
+    full = flask_app()
+    init_app(full, full_guard())
+    otel = flask_app()
+    tracer_provider, meter_provider = otel_providers()
+    otel.wsgi_app = OpenTelemetryMiddleware(  # type: ignore[method-assign]
+        otel.wsgi_app, tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+    return {
+        "bare": flask_app(),
+        "floor": floor,
+        "launchguard full": full,
+        "OpenTelemetry WSGI (SDK)": otel,
+    }
+
+
+ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": "/items/7",
+    "QUERY_STRING": "",
+    "SERVER_NAME": "bench",
+    "SERVER_PORT": "80",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "127.0.0.1",
+    "HTTP_HOST": "bench",
+    "HTTP_USER_AGENT": "bench",
+    "HTTP_ACCEPT": "*/*",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
 
 
 def time_wsgi(app: Any, n: int) -> float:
-    import io
-
-    template = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/items/7",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "bench",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
+    clock = h.clock
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
         return None
 
     def one() -> None:
-        environ = dict(template)
+        environ = dict(ENVIRON)
         environ["wsgi.input"] = io.BytesIO(b"")
         body = app(environ, start_response)
         for _ in body:
@@ -277,53 +374,22 @@ def time_wsgi(app: Any, n: int) -> float:
 
     for _ in range(50):
         one()
-    start = time.perf_counter()
+    start = clock()
     for _ in range(n):
         one()
-    return (time.perf_counter() - start) / n
+    return (clock() - start) / n
 
 
-# ----------------------------------------------------------------------------- harness
+# ----------------------------------------------------------------------------- main
 
-
-def interleave(
-    variants: dict[str, Any], timer: Callable[[Any, int], float], rounds: int, n: int
-) -> dict[str, list[float]]:
-    """Overhead per round (seconds per request minus bare's, same round) of each variant."""
-    overheads: dict[str, list[float]] = {name: [] for name in variants if name != "bare"}
-    names = list(variants)
-    rng = random.Random(1)
-    for _ in range(rounds):
-        rng.shuffle(names)
-        per_request = {}
-        for name in names:
-            gc.collect()
-            per_request[name] = timer(variants[name], n)
-        for name in overheads:
-            overheads[name].append(per_request[name] - per_request["bare"])
-    return overheads
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return q[0], statistics.median(values), q[2]
-
-
-def report(title: str, overheads: dict[str, list[float]]) -> None:
-    """Medians over rounds; "x floor" is the ratio of medians, "per round" the median of the
-    rounds' own ratios (steadier when the machine drifts between rounds)."""
-    floor = statistics.median(overheads["floor"])
-    print(f"\n### {title}\n")
-    print("| variant | overhead per request (median) | p25-p75 | x floor | x floor, per round |")
-    print("|---|---|---|---|---|")
-    for name, values in overheads.items():
-        low, mid, high = quartiles(values)
-        ratios = [v / f for v, f in zip(values, overheads["floor"], strict=False) if f > 0]
-        per_round = statistics.median(ratios) if ratios else float("nan")
-        print(
-            f"| {name} | {mid * 1e6:.1f} us | {low * 1e6:.1f}-{high * 1e6:.1f} us "
-            f"| {mid / floor:.2f} | {per_round:.2f} |"
-        )
+TARGETS_ASGI = [
+    ("launchguard (metrics only)", "floor"),
+    ("launchguard full", "prometheus-fastapi-instrumentator"),
+]
+TARGETS_WSGI = [
+    ("launchguard (metrics only)", "floor"),
+    ("launchguard full", "prometheus-flask-exporter"),
+]
 
 
 def main() -> None:
@@ -331,31 +397,50 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--clock", choices=sorted(h.CLOCKS), default="cpu")
+    parser.add_argument("--only", default="asgi,fastapi,wsgi,routes,otel")
     args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 15)
-    n = args.requests or (500 if args.quick else 4000)
+    h.set_clock(args.clock)
+    rounds = args.rounds or (3 if args.quick else 21)
+    n = args.requests or (300 if args.quick else 3000)
+    parts = set(args.only.split(","))
+    h.null_logging()
 
     print("## Middleware overhead, in-process\n")
+    print(f"- machine: {h.machine()}; load average at start {h.load_average()}")
+    print(f"- versions: {h.versions(PACKAGES)}")
     print(
-        f"- machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()}"
+        f"- {rounds} rounds x {n} requests per variant, interleaved in a random order per "
+        f"round; clock: {args.clock} time"
     )
-    packages = [
-        "starlette",
-        "flask",
-        "prometheus-client",
-        "prometheus-fastapi-instrumentator",
-        "starlette-exporter",
-        "prometheus-flask-exporter",
-    ]
-    print("- versions: " + ", ".join(f"{p} {version(p)}" for p in packages))
-    print(f"- {rounds} rounds x {n} requests per variant, interleaved in a random order per round")
-    report("ASGI (Starlette, one route)", interleave(asgi_variants(), time_asgi, rounds, n))
-    report("WSGI (Flask, one route)", interleave(wsgi_variants(), time_wsgi, rounds, n))
-    for count in (1, 100, 1000):
-        variants = asgi_variants(routes=count, peers=False)
-        result = interleave(variants, time_asgi, max(5, rounds // 2), n)
-        report(f"ASGI, {count} routes (the matched route is the last one)", result)
+    if "asgi" in parts:
+        result = h.interleave(asgi_variants(starlette_app), time_asgi, rounds, n)
+        h.table("ASGI (Starlette, one route)", result, extra=TARGETS_ASGI)
+    if "fastapi" in parts:
+        result = h.interleave(asgi_variants(fastapi_app), time_asgi, rounds, n)
+        h.table("ASGI (FastAPI, one route)", result, extra=TARGETS_ASGI)
+    if "wsgi" in parts:
+        result = h.interleave(wsgi_variants(), time_wsgi, rounds, n)
+        h.table("WSGI (Flask, one route)", result, extra=TARGETS_WSGI)
+    if "routes" in parts:
+        for count in (1, 100, 1000):
+            variants = asgi_variants(starlette_app, routes=count, peers=False)
+            result = h.interleave(variants, time_asgi, rounds, n)
+            h.table(
+                f"ASGI (Starlette), {count} routes, the matched route last",
+                result,
+                extra=TARGETS_ASGI[1:],
+            )
+    if "otel" in parts:  # last: from here on OpenTelemetry is imported in this process
+        result = h.interleave(otel_asgi_variants(), time_asgi, rounds, n)
+        h.table(
+            "ASGI (Starlette) with OpenTelemetry imported: its middleware, and launchguard "
+            "looking up the current span",
+            result,
+        )
+        result = h.interleave(otel_wsgi_variants(), time_wsgi, rounds, n)
+        h.table("WSGI (Flask) with OpenTelemetry imported", result)
+    print(f"\n- load average at the end {h.load_average()}")
 
 
 if __name__ == "__main__":
