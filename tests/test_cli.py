@@ -41,6 +41,9 @@ def test_demo_once_reports_what_the_guard_saw() -> None:
     assert "N+1" not in lines["/api/invoices/fixed"]
     assert "n_plus_one on /api/invoices/n-plus-one" in done.stdout
     assert "at examples/fastapi_portal/app.py:" in done.stdout
+    # The cookie on a CDN-cacheable page is an error and is listed ahead of the warnings.
+    assert "header lint on /promo: shared-cache-set-cookie (error)" in done.stdout
+    assert "header lint on /static/{filename}" not in done.stdout
     assert "/readyz  -> 200" in done.stdout
     assert not [name for name in lines if "wp-login" in name or ".env" in name]
 

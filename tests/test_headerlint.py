@@ -315,6 +315,24 @@ class TestFindingsOut:
         run(second, "/p")
         assert lint_counts(registry)[("__unmatched__", "shared-cache-set-cookie")] == 2
 
+    def test_counts_survive_a_collected_guard(self, registry: CollectorRegistry) -> None:
+        """A counter never goes down: a replaced guard's counts stay in the family (CI once
+        saw a delta of 0 when the previous portal's guard was collected between scrapes)."""
+        import gc
+
+        first = guard(registry).asgi(raw_app(COOKIE_PAGE))
+        for _ in range(3):
+            run(first, "/p")
+        assert lint_counts(registry)[("__unmatched__", "shared-cache-set-cookie")] == 3
+        del first
+        gc.collect()
+        second = guard(registry).asgi(raw_app(COOKIE_PAGE))
+        run(second, "/p")
+        assert lint_counts(registry)[("__unmatched__", "shared-cache-set-cookie")] == 4
+        del second
+        gc.collect()
+        assert lint_counts(registry)[("__unmatched__", "shared-cache-set-cookie")] == 4
+
 
 class TestHostileHeaders:
     @settings(

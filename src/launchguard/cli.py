@@ -39,6 +39,8 @@ DEMO_TRAFFIC: tuple[tuple[str, int], ...] = (
     ("/api/invoices/n-plus-one", 2),
     ("/api/invoices/fixed", 2),
     ("/reports/uncached", 2),
+    ("/promo", 2),
+    ("/static/app.3f9a1c.css", 2),
     ("/slow?ms=1100", 1),
     ("/stream", 1),
     ("/boom", 1),
@@ -199,7 +201,7 @@ def run_demo(*, port: int, rounds: int, once: bool) -> int:
         time.sleep(0.05)
     print(f"launchguard demo: the example portal runs at {url} with the guard on.")
     print(f"Driving {rounds} rounds of traffic (a slow route, an N+1 route, an uncached route,")
-    print("a route that raises, scanner paths) ...")
+    print("a route that raises, a CDN-cached page that sets a cookie, scanner paths) ...")
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
             for _ in range(rounds):
@@ -244,10 +246,16 @@ def run_demo(*, port: int, rounds: int, once: bool) -> int:
 
 
 def _notable(log_path: Path, limit: int = 8) -> list[str]:
-    """One short line per distinct warning or error in the demo's JSON log."""
+    """One short line per distinct warning or error in the demo's JSON log.
+
+    Query findings, errors and slow requests come first; header-lint findings follow, one
+    line per route listing its rules, so a page with five missing headers cannot push the
+    N+1 finding off the list.
+    """
     import json
 
     seen: dict[str, str] = {}
+    lint: dict[str, list[str]] = {}
     for raw in log_path.read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(raw)
@@ -256,6 +264,14 @@ def _notable(log_path: Path, limit: int = 8) -> list[str]:
         if entry.get("level") not in ("warning", "error"):
             continue
         finding = entry.get("launchguard_finding")
+        linted = entry.get("launchguard_lint")
+        if isinstance(linted, dict):
+            rules = lint.setdefault(str(linted.get("route")), [])
+            rule = str(linted.get("rule"))
+            rule += " (error)" if linted.get("severity") == "error" else ""
+            if rule not in rules:
+                rules.append(rule)
+            continue
         if isinstance(finding, dict):
             key = f"{finding.get('kind')} {finding.get('route')}"
             sql = str(finding.get("sql"))
@@ -275,7 +291,13 @@ def _notable(log_path: Path, limit: int = 8) -> list[str]:
             key = str(entry.get("event"))[:60]
             text = f"{entry['level']}: {str(entry.get('event'))[:100]}"
         seen.setdefault(key, text[:240])
-    return list(seen.values())[:limit]
+    lines = list(seen.values())[:limit]
+    worst_first = sorted(lint.items(), key=lambda item: not any("(error)" in r for r in item[1]))
+    for route, rules in worst_first[: max(2, limit - len(lines))]:
+        lines.append(f"header lint on {route}: {', '.join(rules)}"[:240])
+    if len(lint) > max(2, limit - len(seen)):
+        lines.append(f"header lint: {len(lint)} routes in all; guard.findings() reports them all")
+    return lines
 
 
 def report(exposition: str) -> str:

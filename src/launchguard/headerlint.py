@@ -362,18 +362,7 @@ class HeaderLinter:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Responses with each (route, rule) so far (the counter's values)."""
-        totals: dict[tuple[str, str], int] = {}
-        with self._lock:
-            for route, seen in self._seen.items():
-                for rule, record in seen.items():
-                    if record.retired:
-                        totals[(route, rule)] = record.retired
-            for route, shapes in self._routes.items():
-                for entry in shapes.values():
-                    if entry.hits:
-                        for rule in entry.rules:
-                            totals[(route, rule)] = totals.get((route, rule), 0) + entry.hits
-        return totals
+        return _tally(self._lock, self._seen, self._routes)
 
     def report(self) -> dict[str, Any]:
         """Per route, the rules hit: counts, first and last seen (UTC ISO 8601), one example.
@@ -480,14 +469,66 @@ def _facts(exchange: Exchange) -> ResponseFacts:
     )
 
 
+def _tally(
+    lock: threading.Lock,
+    seen_by_route: dict[str, dict[str, _Seen]],
+    routes: dict[str, dict[tuple[object, ...], _Entry]],
+) -> dict[tuple[str, str], int]:
+    """A linter's counts, from its state alone (so they survive the linter, see ``_Counts``)."""
+    totals: dict[tuple[str, str], int] = {}
+    with lock:
+        for route, seen in seen_by_route.items():
+            for rule, record in seen.items():
+                if record.retired:
+                    totals[(route, rule)] = record.retired
+        for route, shapes in routes.items():
+            for entry in shapes.values():
+                if entry.hits:
+                    for rule in entry.rules:
+                        totals[(route, rule)] = totals.get((route, rule), 0) + entry.hits
+    return totals
+
+
 # -- the counter family, shared by every linter of a registry -----------------------------------
 
 
+_State = tuple[
+    threading.Lock,
+    dict[str, dict[str, _Seen]],
+    dict[str, dict[tuple[object, ...], _Entry]],
+]
+
+
 class _Counts:
-    """``launchguard_http_lint_findings_total`` read from the linters' caches at scrape time."""
+    """``launchguard_http_lint_findings_total`` read from the linters' caches at scrape time.
+
+    A counter never goes down: when a linter is garbage collected (a guard replaced in tests
+    or on reload) its counts are folded into ``retired`` and keep being reported. The family
+    holds each linter's state, not the linter, so folding and reading are one atomic step.
+    """
 
     def __init__(self) -> None:
-        self.linters: weakref.WeakSet[HeaderLinter] = weakref.WeakSet()
+        self.live: dict[int, _State] = {}
+        self.retired: dict[tuple[str, str], int] = {}
+        #: Keys of collected linters. A finalizer may run inside any allocation, even one
+        #: made under ``_lock``, so it only appends here; ``_settle`` does the folding.
+        self.dead: list[int] = []
+        self._lock = threading.Lock()
+
+    def add(self, linter: HeaderLinter) -> None:
+        key = id(linter)
+        with self._lock:
+            self._settle()
+            self.live[key] = (linter._lock, linter._seen, linter._routes)
+        weakref.finalize(linter, self.dead.append, key)
+
+    def _settle(self) -> None:
+        """Fold collected linters' counts into ``retired`` (under ``_lock``)."""
+        while self.dead:
+            state = self.live.pop(self.dead.pop(), None)
+            if state is not None:
+                for count_key, value in _tally(*state).items():
+                    self.retired[count_key] = self.retired.get(count_key, 0) + value
 
     def describe(self) -> list[Metric]:
         from prometheus_client.metrics_core import CounterMetricFamily
@@ -497,10 +538,12 @@ class _Counts:
     def collect(self) -> list[Metric]:
         from prometheus_client.metrics_core import CounterMetricFamily
 
-        totals: dict[tuple[str, str], int] = {}
-        for linter in list(self.linters):
-            for key, value in linter.counts().items():
-                totals[key] = totals.get(key, 0) + value
+        with self._lock:
+            self._settle()
+            totals = dict(self.retired)
+            for state in self.live.values():
+                for key, value in _tally(*state).items():
+                    totals[key] = totals.get(key, 0) + value
         family = CounterMetricFamily(LINT_FINDINGS, _HELP, labels=("http_route", "rule"))
         for (route, rule), value in sorted(totals.items()):
             family.add_metric([route, rule], value)
@@ -531,5 +574,5 @@ def _counter_for(registry: CollectorRegistry | None, linter: HeaderLinter) -> Co
             family = _Counts()
             registry.register(family)
             _families[registry] = family
-        family.linters.add(linter)
+        family.add(linter)
         return None
