@@ -31,7 +31,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
-from typing import IO, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -51,6 +51,7 @@ __all__ = [
     "RedactingFilter",
     "RedactingProcessor",
     "RequestContextFilter",
+    "TextStream",
     "add_request_context",
     "check_processors",
     "configure",
@@ -186,11 +187,19 @@ def check_processors(processors: Sequence[Any]) -> None:
         )
 
 
+class TextStream(Protocol):
+    """What :func:`configure` writes to: ``sys.stderr``, a file, a ``BackgroundStream``."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 def configure(
     *,
     json: bool | None = None,
     level: int | str = logging.INFO,
-    stream: IO[str] | None = None,
+    stream: TextStream | None = None,
     redactor: Redactor | None = None,
 ) -> None:
     """Send structlog and stdlib logging to ``stream`` (stderr) in one format, secrets masked.
