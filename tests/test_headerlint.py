@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -189,6 +190,27 @@ class TestVerdictCache:
         assert len(linter._verdicts) == 1
         counts = linter.counts()
         assert counts[("/account", "hsts-missing")] == 200
+
+    def test_counts_are_exact_across_threads(self) -> None:
+        """The steady path counts without a lock; no hit is lost between threads."""
+        linter, exchange = self.make()
+        exchange.headers = [(b"content-type", b"text/html"), (b"cache-control", b"no-store")]
+
+        def hammer() -> None:
+            for _ in range(5_000):
+                linter.observe(exchange, "/account", 1.0)
+
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(previous)
+        assert linter.counts()[("/account", "hsts-missing")] == 40_000
 
     def test_a_changed_policy_is_a_new_verdict(self) -> None:
         """A different Cache-Control value is linted on its first response."""

@@ -216,9 +216,13 @@ class TestWithoutInstrumentation:
 
 class TestWsgi:
     def test_streamed_body_under_the_wsgi_instrumentation(
-        self, spans: tuple[TracerProvider, InMemorySpanExporter], registry: CollectorRegistry
+        self,
+        spans: tuple[TracerProvider, InMemorySpanExporter],
+        registry: CollectorRegistry,
+        log_buffer: io.StringIO,
     ) -> None:
-        """The span is taken at the start, so a body finished at close() still reaches it."""
+        """The span is taken at the start, so a body finished at close() still reaches it:
+        its attributes, the exemplar and the access-log line."""
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
         provider, exporter = spans
@@ -232,7 +236,6 @@ class TestWsgi:
             service="portal",
             registry=registry,
             environ={},
-            access_log=False,
             route_resolver=lambda environ: "/pages/{slug}",
         )
         app = OpenTelemetryMiddleware(guard.wsgi(wsgi_app), tracer_provider=provider)
@@ -255,3 +258,8 @@ class TestWsgi:
         ((series, labels, _),) = exemplars(openmetrics_latest(registry).decode())
         assert series["http_route"] == "/pages/{slug}"
         assert labels["trace_id"] == format(span.context.trace_id, "032x")
+        (line,) = access_lines(log_buffer)
+        assert (line["trace_id"], line["span_id"]) == (
+            format(span.context.trace_id, "032x"),
+            format(span.context.span_id, "016x"),
+        )

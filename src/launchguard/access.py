@@ -125,7 +125,9 @@ class AccessLog:
         if type(status) is not int:
             status = int(status)
         duration_ms = round(seconds * 1000, 3)
-        ids = trace_ids()
+        # The request's span, taken when it arrived: a WSGI body may be closed in another
+        # context than the one the request started in.
+        ids = trace_ids(exchange.span)
         ip = None
         if self._trusted:
             ip = client_ip(exchange.client, exchange.forwarded_for, self._trusted)

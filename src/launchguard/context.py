@@ -61,13 +61,14 @@ def valid_request_id(value: str | None) -> bool:
     return value is not None and _VALID.fullmatch(value) is not None
 
 
-def trace_ids() -> tuple[str, str] | None:
-    """(trace_id, span_id) of the active OpenTelemetry span, when OpenTelemetry is in use."""
+def trace_ids(span: Any = None) -> tuple[str, str] | None:
+    """(trace_id, span_id) of ``span``, else of the active OpenTelemetry span, when
+    OpenTelemetry is in use."""
     trace: Any = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
     try:
-        context = trace.get_current_span().get_span_context()
+        context = (span if span is not None else trace.get_current_span()).get_span_context()
     except Exception:
         return None
     if not context.is_valid:

@@ -25,6 +25,7 @@ and one example response with its secrets masked.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import threading
 import time
@@ -94,16 +95,23 @@ _NO_EXTENSION = ("", False)
 class _Entry:
     """One cached verdict: the findings, and how often (and when last) responses had them."""
 
-    __slots__ = ("children", "findings", "hits", "last", "rules", "until")
+    __slots__ = ("children", "findings", "last", "rules", "tick", "until")
 
     def __init__(self, findings: tuple[Finding, ...], until: float) -> None:
         self.findings = findings
         #: Each rule once, however many cookies (say) it fired for.
         self.rules = tuple(dict.fromkeys(f.rule.id for f in findings))
         self.until = until
-        self.hits = 0
+        #: ``next(tick)`` counts a hit: one C call, atomic under the GIL, so the steady
+        #: path takes no lock (a lock was an eighth of its cost). Read with :attr:`hits`.
+        self.tick = itertools.count()
         self.last = 0.0
         self.children: tuple[Any, ...] = ()
+
+    @property
+    def hits(self) -> int:
+        """Responses counted so far (``count(n)`` is the counter's repr)."""
+        return int(repr(self.tick)[6:-1])
 
 
 class _Seen:
@@ -239,9 +247,8 @@ class HeaderLinter:
                     if entry.children:
                         for child in entry.children:
                             child.inc()
-                    with self._lock:
-                        entry.hits += 1
-                        entry.last = now
+                    next(entry.tick)
+                    entry.last = now
                 return entry.findings
         return self._lint(exchange, route, tuple(parts), now)
 
@@ -304,7 +311,8 @@ class HeaderLinter:
                     elif len(shapes) >= self._max_shapes:
                         self._retire(route, shapes.pop(next(iter(shapes))))
                     shapes[key] = entry
-                    entry.hits = 1 if entry.rules else 0
+                    if entry.rules:
+                        next(entry.tick)
                     entry.last = now
                 else:
                     for rule in entry.rules:
