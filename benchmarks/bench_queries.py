@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-ROUNDS, N = 15, 3000
+ROUNDS, N = 31, 3000
 
 
 def timed(fn: Callable[[], None], n: int) -> float:
@@ -136,29 +137,84 @@ def main() -> None:
 
     variants = {**django_variants(), **sqlalchemy_variants()}
     results: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants.items())
     for _ in range(rounds):
-        for name, fn in variants.items():
+        random.shuffle(order)  # no variant always runs right after another
+        for name, fn in order:
             if "repeating" in name:
                 with query_ledger():  # one ledger for the whole batch: every statement repeats
                     results[name].append(timed(fn, n))
             else:
                 results[name].append(timed(fn, n))
     print("## Query ledger cost per statement (in-memory SQLite, `SELECT ?`)\n")
-    print(f"- Python {sys.version.split()[0]}, {rounds} rounds x {n} statements, medians\n")
-    print("| variant | per statement | over bare |")
-    print("|---|---|---|")
+    print(
+        f"- Python {sys.version.split()[0]}, {rounds} rounds x {n} statements, variants in a "
+        "random order each round, medians\n"
+    )
+    print("| variant | per statement | over bare | over bare, per round (p25-p75) |")
+    print("|---|---|---|---|")
     for group in ("django", "sqlalchemy"):
-        bare = statistics.median(results[next(k for k in results if k.startswith(group))])
-        with_ledger = statistics.median(results[f"{group}: bare + ledger open/close"])
+        bare_name = next(k for k in results if k.startswith(group))
+        with_ledger_name = f"{group}: bare + ledger open/close"
         for name, values in results.items():
             if not name.startswith(group):
                 continue
+            base_name = with_ledger_name if "first of its shape" in name else bare_name
             median = statistics.median(values)
-            base = with_ledger if "first of its shape" in name else bare
-            print(f"| {name} | {median * 1e6:.2f} us | {(median - base) * 1e6:+.2f} us |")
+            base = statistics.median(results[base_name])
+            paired = sorted(v - b for v, b in zip(values, results[base_name], strict=True))
+            q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+            print(
+                f"| {name} | {median * 1e6:.2f} us | {(median - base) * 1e6:+.2f} us | "
+                f"{statistics.median(paired) * 1e6:+.2f} us ({q1 * 1e6:+.2f}-{q3 * 1e6:+.2f}) |"
+            )
     print(
         "\n'first of its shape' is compared with 'bare + ledger open/close' (both open and "
         "close a ledger per statement), so its difference is the per-statement cost alone."
+    )
+    hook_bodies(rounds, n)
+
+
+def hook_bodies(rounds: int, n: int) -> None:
+    """The SQLAlchemy listeners' bodies called directly, against no-op bodies: the dispatch
+    SQLAlchemy does around them is the same for both, so the difference is the ledger's cost
+    without the ~20 us of statement execution that makes the table above noisy."""
+    import timeit
+
+    from launchguard.integrations.sqlalchemy import _after, _before
+    from launchguard.queries import close_ledger, open_ledger
+
+    class Context:  # SQLAlchemy's execution context: a plain object with a __dict__
+        pass
+
+    sql, params = "SELECT ?", (1,)
+
+    def noop(*args: Any) -> None:
+        pass
+
+    def guarded() -> None:
+        ledger, token = open_ledger()
+        context = Context()
+        _before(None, None, sql, params, context, False)
+        _after(None, None, sql, params, context, False)
+        close_ledger(ledger, token)
+
+    def bare() -> None:
+        ledger, token = open_ledger()
+        context = Context()
+        noop(None, None, sql, params, context, False)
+        noop(None, None, sql, params, context, False)
+        close_ledger(ledger, token)
+
+    best = {
+        name: min(timeit.Timer(fn).repeat(rounds, n * 5)) / (n * 5)
+        for name, fn in (("bare", bare), ("guarded", guarded))
+    }
+    print(
+        "\nSQLAlchemy listener bodies called directly (best of "
+        f"{rounds} x {n * 5}): launchguard's before/after pair and QueryLedger.add "
+        f"{(best['guarded'] - best['bare']) * 1e6:.2f} us over a no-op pair (both with a "
+        "ledger opened and closed around them)."
     )
 
 
