@@ -405,3 +405,82 @@ def test_asyncpg_query_logger_fallback(pg_schema: str, ledgers: Ledgers) -> None
         for n in (1, 3, 6):
             assert httpx.get(f"{server.url}/n/{n}").json() == n
     assert [ledger.count for ledger in ledgers.by_route("/n/{n}")] == [1, 3, 6]
+
+
+FIRST_REQUEST_SCRIPT = """
+import asyncio, sys
+import httpx
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from launchguard import LaunchGuard
+from launchguard.queries import listening
+
+kind, dsn = sys.argv[1], sys.argv[2]
+if kind == "sqlite3":
+    from launchguard.integrations import sqlite3 as guarded_sqlite3
+elif kind == "psycopg-async":
+    import psycopg
+    from launchguard.integrations.psycopg import instrument_connection
+else:
+    import asyncpg
+    from launchguard.integrations.asyncpg import GuardedConnection
+
+
+async def route(request):
+    # The connection is opened inside the request, the first one the process ever opens.
+    if kind == "sqlite3":
+        conn = guarded_sqlite3.connect(":memory:")
+        for i in range(3):
+            conn.execute("SELECT ?", (i,)).fetchall()
+        conn.close()
+    elif kind == "psycopg-async":
+        conn = instrument_connection(await psycopg.AsyncConnection.connect(dsn))
+        for i in range(3):
+            await conn.execute("SELECT %s", (i,))
+        await conn.close()
+    else:
+        conn = await asyncpg.connect(dsn, connection_class=GuardedConnection)
+        for i in range(3):
+            await conn.fetchval("SELECT $1::int", i)
+        await conn.close()
+    return JSONResponse("ok")
+
+
+async def main():
+    counts = []
+    app = LaunchGuard(registry=CollectorRegistry(), environ={}).asgi(
+        Starlette(routes=[Route("/first", route)])
+    )
+    transport = httpx.ASGITransport(app=app)
+    with listening(lambda ledger: counts.append(ledger.count)):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(2):
+                assert (await client.get("/first")).status_code == 200
+    print(counts)
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite3", "psycopg-async", "asyncpg"])
+def test_first_request_opening_the_first_connection_is_counted(kind: str) -> None:
+    """The hook is announced when the integration is imported, so the very first request of a
+    process, which opens the first guarded connection, is counted (a fresh interpreter, since
+    this process has long had hooks installed)."""
+    import subprocess
+    import sys
+
+    if kind != "sqlite3":
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST_SCRIPT, kind, PG_DSN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[3, 3]"

@@ -9,10 +9,12 @@ Usage::
 
 ``GuardedConnection`` records ``execute``, ``executemany``, ``fetch``, ``fetchrow``,
 ``fetchval`` and ``fetchmany`` as they return, inside the awaiting code, so findings carry the
-calling line. For a connection you did not create, :func:`instrument_connection` uses
-asyncpg's query logger instead: every statement is counted (prepared statements and cursors
-too), but asyncpg calls the logger from the event loop a moment later, so findings have no call
-site, and a ``Server-Timing`` header may miss the last statement (the metrics do not).
+calling line (prepared statements and cursors are not counted: use the query logger for
+those). For a connection you did not create, :func:`instrument_connection` uses asyncpg's query
+logger instead: it sees prepared statements and cursors too, but asyncpg calls the logger from
+the event loop a moment later, so findings have no call site, a ``Server-Timing`` header may
+miss the last statement (the metrics do not), and a statement that fails because the connection
+was lost is not reported by asyncpg at all.
 """
 
 from __future__ import annotations
@@ -35,13 +37,11 @@ __all__ = ["GuardedConnection", "instrument_connection", "uninstrument_connectio
 
 C = TypeVar("C", bound=asyncpg.Connection)
 _Method = Callable[..., Coroutine[Any, Any, Any]]
-_announced: set[str] = set()
-
-
-def _announce(kind: str) -> None:
-    if kind not in _announced:
-        _announced.add(kind)
-        queries.hook_installed(deferred=kind == "logger")
+# Announced on import, not on the first connection: a connection opened inside the first
+# request would otherwise find no ledger open for that request. The query logger's deferred
+# delivery is announced when a connection first uses it.
+queries.hook_installed()
+_logger_announced = False
 
 
 def _timed(method: _Method, many: bool = False) -> _Method:
@@ -70,10 +70,6 @@ def _timed(method: _Method, many: bool = False) -> _Method:
 class GuardedConnection(asyncpg.Connection):  # type: ignore[misc]
     """An asyncpg connection whose statements are recorded (pass as ``connection_class``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _announce("connection")
-
     execute = _timed(asyncpg.Connection.execute)
     executemany = _timed(asyncpg.Connection.executemany, many=True)
     fetch = _timed(asyncpg.Connection.fetch)
@@ -100,8 +96,11 @@ def instrument_connection(conn: C) -> C:
     loggers = getattr(conn, "_query_loggers", ())
     if any(getattr(callback, "cb", None) is _log for callback in loggers):
         return conn
+    global _logger_announced
     conn.add_query_logger(_log)
-    _announce("logger")
+    if not _logger_announced:
+        _logger_announced = True
+        queries.hook_installed(deferred=True)
     return conn
 
 

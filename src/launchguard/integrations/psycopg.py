@@ -32,7 +32,9 @@ __all__ = ["instrument_connection"]
 
 C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 _subclasses: dict[type, type] = {}
-_announced = False
+# Announced on import, not on the first connection: a connection opened inside the first
+# request would otherwise find no ledger open for that request.
+queries.hook_installed()
 
 
 def _sql_text(query: Any, cursor: Any) -> str:
@@ -126,7 +128,6 @@ def _async_cursor(base: type) -> type:
 
 def instrument_connection(conn: C) -> C:
     """Record every statement of ``conn`` (returned, for chaining and pool ``configure=``)."""
-    global _announced
     base = conn.cursor_factory
     if getattr(base, "_launchguard", False):
         return conn
@@ -136,7 +137,4 @@ def instrument_connection(conn: C) -> C:
         guarded = _subclasses[base] = make(base)
         guarded._launchguard = True  # type: ignore[attr-defined]
     conn.cursor_factory = guarded
-    if not _announced:
-        _announced = True
-        queries.hook_installed()
     return conn

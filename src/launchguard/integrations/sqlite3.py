@@ -55,7 +55,6 @@ class GuardedConnection(sqlite3.Connection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _announce()
 
     def cursor(self, factory: Any = GuardedCursor) -> Any:
         return super().cursor(factory)
@@ -67,14 +66,9 @@ class GuardedConnection(sqlite3.Connection):
         return self.cursor().executemany(sql, parameters)
 
 
-_announced = False
-
-
-def _announce() -> None:
-    global _announced
-    if not _announced:
-        _announced = True
-        queries.hook_installed()
+# Announced on import, not on the first connection: a connection opened inside the first
+# request would otherwise find no ledger open for that request.
+queries.hook_installed()
 
 
 def connect(database: Any, **kwargs: Any) -> GuardedConnection:
