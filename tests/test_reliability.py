@@ -872,3 +872,51 @@ class TestThreads:
             "copy_context": "copy_context",
         }
         assert [ledger.count for ledger in ledgers.items] == [1, 0, 1]
+
+    def test_in_flight_gauge_and_counts_exact_across_threads(
+        self, registry: CollectorRegistry
+    ) -> None:
+        """Eight threads start and finish requests at once: while eight are held inside the
+        app the in-flight gauge reads exactly 8, and afterwards 0 with every request counted
+        (starts are counted without a lock, ends under the histogram's)."""
+        guard = LaunchGuard(
+            registry=registry, environ={}, access_log=False, header_lint=False, alerts=False
+        )
+        held = threading.Barrier(9)
+        release = threading.Event()
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            if environ["PATH_INFO"] == "/hold":
+                held.wait(timeout=10)
+                release.wait(timeout=10)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        wsgi = guard.wsgi(app)
+        per_thread = 2000
+
+        def client(n: int) -> None:
+            def one(path: str) -> None:
+                body = wsgi({"REQUEST_METHOD": "GET", "PATH_INFO": path}, lambda *a: None)
+                assert list(body) == [b"ok"]
+
+            for _ in range(per_thread // 2):
+                one("/fast")
+            one("/hold")
+            for _ in range(per_thread // 2):
+                one("/fast")
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        held.wait(timeout=10)
+        assert (
+            value(scrape(registry), "http_server_active_requests", http_request_method="GET") == 8
+        )
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        samples = scrape(registry)
+        assert value(samples, "http_server_active_requests", http_request_method="GET") == 0
+        total = value(samples, "http_server_request_duration_seconds_count")
+        assert total == 8 * (per_thread + 1)

@@ -16,6 +16,7 @@ message goes to the server as the app sends it.
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from . import drain, queries
@@ -143,7 +144,8 @@ class LaunchGuardMiddleware:
                 except OSError:
                     exchange.disconnected = True
                     raise
-                exchange.body_done()
+                exchange.end = perf_counter()  # Exchange.body_done(), inline (per request)
+                exchange.complete = True
                 return
             try:
                 await send(message)
@@ -158,7 +160,11 @@ class LaunchGuardMiddleware:
         except BaseException as exc:
             self._finish(scope, entry_root, exchange, exc)
             raise
-        self._finish(scope, entry_root, exchange, None)
+        try:  # self._finish(), inline (per request)
+            exchange.route = routes.resolve(scope, entry_root)
+        except Exception as error:
+            self._errors.record("routes", error)
+        self._timer.finish(exchange, None)
 
     @staticmethod
     def _peer(scope: Scope) -> str | None:

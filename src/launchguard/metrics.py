@@ -12,11 +12,13 @@ sum over all workers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
@@ -136,15 +138,26 @@ class FastHistogram:
 
 
 class RequestStore(FastHistogram):
-    """The request-duration histogram plus the in-flight gauge, updated under one lock."""
+    """The request-duration histogram plus the in-flight gauge.
+
+    A request's start is one call of a per-method ``itertools.count`` (atomic under the GIL,
+    no lock, no Python frame); its end is counted under the histogram's lock with the
+    observation. The gauge is starts minus ends.
+    """
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets)
-        self._active: dict[str, int] = {}
+        self._starts: dict[str, itertools.count[int]] = {}
+        self._ended: dict[str, int] = {}
 
-    def start(self, method: str) -> None:
+    def starter(self, method: str) -> Callable[[], object]:
+        """The zero-argument callable that marks one request of ``method`` as started."""
         with self._lock:
-            self._active[method] = self._active.get(method, 0) + 1
+            counter = self._starts.get(method)
+            if counter is None:
+                self._ended[method] = 0
+                counter = self._starts[method] = itertools.count()
+        return counter.__next__
 
     def record(self, key: tuple[str, str, str, str], seconds: float) -> None:
         series = self._series.get(key)
@@ -154,7 +167,7 @@ class RequestStore(FastHistogram):
         with self._lock:
             series[index] += 1
             series[-1] += seconds
-            self._active[key[0]] -= 1
+            self._ended[key[0]] += 1
 
     def describe(self) -> list[Metric]:
         return [
@@ -164,10 +177,12 @@ class RequestStore(FastHistogram):
 
     def collect(self) -> list[Metric]:
         with self._lock:
-            active = list(self._active.items())
+            ended = dict(self._ended)
+            # ``count`` shows its next value, the number of starts so far: "count(12)".
+            started = {method: int(repr(c)[6:-1]) for method, c in self._starts.items()}
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))
-        for method, count in active:
-            gauge.add_metric([method], count)
+        for method, count in started.items():
+            gauge.add_metric([method], count - ended[method])
         return [*super().collect(), gauge]
 
 
@@ -211,11 +226,11 @@ class _SharedStore(_SharedHistogram):
         )
         self._gauges: dict[str, Any] = {}
 
-    def start(self, method: str) -> None:
+    def starter(self, method: str) -> Callable[[], object]:
         gauge = self._gauges.get(method)
         if gauge is None:
             gauge = self._gauges[method] = self.active.labels(method)
-        gauge.inc()
+        return gauge.inc
 
     def record(self, key: tuple[str, str, str, str], seconds: float) -> None:
         self.observe(key, seconds)
@@ -291,8 +306,8 @@ class RequestMetrics:
             self.route_budget_breached,
         ]
         self._error_types: set[str] = set()
-        #: In-flight +1 for a request of this (normalised) method.
-        self.start = self.store.start
+        #: The callable that counts one request of a (normalised) method as in flight.
+        self.starter = self.store.starter
 
     @classmethod
     def for_registry(

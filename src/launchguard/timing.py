@@ -135,7 +135,9 @@ class RequestTimer:
         #: Masks secrets; an incoming request id it would change is not kept.
         self.redact = redact
         self._metrics = metrics
-        self._start = metrics.start
+        self._starter = metrics.starter
+        #: method -> the callable that counts a request of it in flight (made on first use).
+        self._starts: dict[str, Callable[[], object]] = {}
         self._record = metrics.store.record
         self._errors = errors
         self._unmatched = config.unmatched_route
@@ -159,7 +161,11 @@ class RequestTimer:
         one) and its query ledger (when a database hook is installed)."""
         method = method if method in KNOWN_METHODS else "_OTHER"
         try:
-            self._start(method)
+            try:
+                start = self._starts[method]
+            except KeyError:
+                start = self._starts[method] = self._starter(method)
+            start()
         except Exception as exc:
             self._errors.record("metrics", exc)
         exchange = Exchange(method, perf_counter())

@@ -99,7 +99,10 @@ class LaunchGuardWSGI:
             raise
         if not exchange.complete:
             exchange.body_done()
-        self.finish(environ, exchange, None)
+        if exchange.route is None and self._resolver is not None:
+            self.finish(environ, exchange, None)
+        else:
+            self._timer.finish(exchange, None)  # self.finish(), inline (per request)
         return body
 
     def _headers_with_ours(

@@ -16,6 +16,7 @@ is a no-op; :func:`remove` undoes it.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from .._extras import MissingExtraError
@@ -59,8 +60,9 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
             if label is None:
                 label = templates[rule.rule] = labels.admit(flask_template(rule.rule))
             exchange.route = label
-        if not response.is_streamed:
-            exchange.body_done()  # the body is in memory: record when the app returns
+        if not response.is_streamed:  # the body is in memory: record when the app returns
+            exchange.end = perf_counter()  # exchange.body_done(), inline (per request)
+            exchange.complete = True
         return response
 
     def note_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
@@ -68,14 +70,24 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
         if exchange is not None:
             exchange.error_type = type(exception).__qualname__
 
+    # Labelled after Flask's own process_response (every after_request function and the
+    # session save ran), by wrapping it on the instance rather than registering one more
+    # after_request function, which Flask would run through ensure_sync() on every request.
+    own_process = app.__dict__.get("process_response")
+    process = app.process_response
+
+    def process_response(response: flask.Response) -> flask.Response:
+        return label_response(process(response))
+
     original = app.wsgi_app
     app.wsgi_app = LaunchGuardWSGI(original, guard=guard)  # type: ignore[method-assign, assignment]
-    app.after_request_funcs.setdefault(None, []).append(label_response)
+    app.process_response = process_response  # type: ignore[method-assign]
     flask.got_request_exception.connect(note_exception, app, weak=False)
     app.extensions[_EXTENSION] = {
         "guard": guard,
         "original": original,
-        "after": label_response,
+        "process_response": process_response,
+        "own_process": own_process,
         "on_exception": note_exception,
     }
     return guard
@@ -87,7 +99,9 @@ def remove(app: flask.Flask) -> None:
     if installed is None:
         return
     app.wsgi_app = installed["original"]  # type: ignore[method-assign]
-    funcs = app.after_request_funcs.get(None, [])
-    if installed["after"] in funcs:
-        funcs.remove(installed["after"])
+    if app.__dict__.get("process_response") is installed["process_response"]:
+        if installed["own_process"] is None:
+            del app.process_response
+        else:
+            app.process_response = installed["own_process"]  # type: ignore[method-assign]
     flask.got_request_exception.disconnect(installed["on_exception"], app)
