@@ -55,6 +55,7 @@ KNOWN_METHODS = frozenset(
 )
 _STATUS_TEXT = {code: str(code) for code in range(100, 600)}
 _loaded = sys.modules.get
+_new = object.__new__
 
 
 def normalize_method(method: str) -> str:
@@ -132,6 +133,9 @@ class RequestTimer:
         #: The in-process budget watch and alerts (``None`` with ``alerts=False``).
         self.watch = watch
         self._warn = config.warn_findings
+        #: Nothing but the request metrics to do once the request is recorded (unless the
+        #: request itself holds a ledger, a span or a context to reset).
+        self._metrics_only = linter is None and access_log is None and watch is None
         #: Masks secrets; an incoming request id it would change is not kept.
         self.redact = redact
         self._metrics = metrics
@@ -168,7 +172,9 @@ class RequestTimer:
             start()
         except Exception as exc:
             self._errors.record("metrics", exc)
-        exchange = Exchange(method, perf_counter())
+        exchange = _new(Exchange)  # Exchange(method, start) without an __init__ frame
+        exchange.method = method
+        exchange.start = perf_counter()
         if self._request_ids:
             if (
                 request_id is None
@@ -212,6 +218,14 @@ class RequestTimer:
         except Exception as error:
             self._errors.record("metrics", error)
         ledger = exchange.ledger
+        if (
+            self._metrics_only
+            and ledger is None
+            and exchange.span is None
+            and exchange.exchange_token is None
+            and exchange.rid_token is None
+        ):
+            return
         findings: list[Finding] = []
         if ledger is not None:
             findings = self._finish_ledger(exchange, ledger, route)
