@@ -79,18 +79,28 @@ def interleave(
     baseline: str = "bare",
     seed: int = 1,
     progress: bool = True,
+    chunks: int = 1,
 ) -> dict[str, list[float]]:
     """Overhead per round (seconds per request minus the baseline's, same round) of each
-    variant; variants run in a fresh random order every round."""
+    variant; variants run in a fresh random order every round.
+
+    With ``chunks`` > 1 a round is cut into that many chunks of ``n // chunks`` requests per
+    variant, the variants shuffled again in each chunk: a slow phase of a shared machine then
+    falls on every variant of the round alike instead of on whichever ran during it."""
     overheads: dict[str, list[float]] = {name: [] for name in variants if name != baseline}
     names = list(variants)
     rng = random.Random(seed)
+    chunks = max(1, min(chunks, n))
+    per_chunk = n // chunks
     for r in range(rounds):
-        rng.shuffle(names)
-        per_request = {}
-        for name in names:
-            gc.collect()
-            per_request[name] = timer(variants[name], n)
+        gc.collect()
+        per_request = dict.fromkeys(names, 0.0)
+        for _ in range(chunks):
+            rng.shuffle(names)
+            for name in names:
+                if chunks == 1:
+                    gc.collect()
+                per_request[name] += timer(variants[name], per_chunk) / chunks
         for name in overheads:
             overheads[name].append(per_request[name] - per_request[baseline])
         if progress:

@@ -112,7 +112,7 @@ def main() -> None:
     totals.update(dict.fromkeys(totals, 0))
     n = args.requests
     run(n)
-    requests = n + 50  # time_asgi / time_wsgi warm up with 50
+    requests = n  # time_asgi / time_wsgi warmed the app up in run(200)
     print(f"## Full guard, per request, in place ({'Flask' if args.wsgi else 'Starlette'})\n")
     print(f"- {h.machine()}; load average {h.load_average()}; {n:,} requests\n")
     print("| part | per request |")

@@ -263,3 +263,66 @@ class TestWsgi:
             format(span.context.trace_id, "032x"),
             format(span.context.span_id, "016x"),
         )
+
+
+class TestCurrentSpan:
+    """``tracing.current_span`` reads OpenTelemetry's ContextVar directly for the common "no
+    span" answer; it must agree with the public API in every case."""
+
+    @staticmethod
+    def cases() -> Iterator[tuple[str, Any]]:
+        from opentelemetry import trace
+
+        from launchguard import tracing
+
+        provider = TracerProvider()
+        unsampled = TracerProvider(sampler=ALWAYS_OFF)
+        yield "no span", tracing.current_span()
+        with provider.get_tracer("t").start_as_current_span("s") as span:
+            assert span.get_span_context().is_valid
+            yield "sampled", (tracing.current_span(), span)
+        with unsampled.get_tracer("t").start_as_current_span("s") as span:
+            yield "unsampled", (tracing.current_span(), span)
+        with trace.use_span(trace.INVALID_SPAN):
+            yield "invalid", tracing.current_span()
+        yield "after", tracing.current_span()
+
+    def check(self) -> None:
+        seen = dict(self.cases())
+        assert seen["no span"] is None
+        assert seen["sampled"][0] is seen["sampled"][1]
+        # An unsampled span still has a valid context (its trace id goes in the log line).
+        assert seen["unsampled"][0] is seen["unsampled"][1]
+        assert seen["invalid"] is None
+        assert seen["after"] is None
+
+    def test_direct_context_agrees_with_the_api(self) -> None:
+        from launchguard import tracing
+
+        self.check()
+        assert tracing._direct_context, "the fast path was not taken"
+
+    def test_without_the_internals_the_public_call_is_used(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Stands in for an OpenTelemetry whose runtime context is not the ContextVar one (a
+        monkeypatch: this process cannot load another runtime context after import)."""
+        from opentelemetry import context as otel_context
+
+        from launchguard import tracing
+
+        class OtherRuntime:
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                if name == "_current_context":
+                    raise AttributeError(name)
+                return getattr(self._inner, name)
+
+        monkeypatch.setattr(
+            otel_context, "_RUNTIME_CONTEXT", OtherRuntime(otel_context._RUNTIME_CONTEXT)
+        )
+        monkeypatch.setattr(tracing, "_direct_context", None)
+        self.check()
+        assert tracing._direct_context == ()
