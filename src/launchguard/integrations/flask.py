@@ -49,7 +49,14 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
     labels = guard.route_labels
     templates: dict[str, str] = {}
 
-    def label_response(response: flask.Response) -> flask.Response:
+    # Labelled after Flask's own process_response (every after_request function and the
+    # session save ran), by wrapping it on the instance rather than registering one more
+    # after_request function, which Flask would run through ensure_sync() on every request.
+    own_process = app.__dict__.get("process_response")
+    process = app.process_response
+
+    def process_response(response: flask.Response) -> flask.Response:
+        response = process(response)
         request = cast(Any, flask.request)._get_current_object()  # one proxy lookup, not two
         exchange = request.environ.get(EXCHANGE_KEY)
         if exchange is None:
@@ -69,15 +76,6 @@ def init_app(app: flask.Flask, guard: LaunchGuard | None = None) -> LaunchGuard:
         exchange = flask.request.environ.get(EXCHANGE_KEY)
         if exchange is not None:
             exchange.error_type = type(exception).__qualname__
-
-    # Labelled after Flask's own process_response (every after_request function and the
-    # session save ran), by wrapping it on the instance rather than registering one more
-    # after_request function, which Flask would run through ensure_sync() on every request.
-    own_process = app.__dict__.get("process_response")
-    process = app.process_response
-
-    def process_response(response: flask.Response) -> flask.Response:
-        return label_response(process(response))
 
     original = app.wsgi_app
     app.wsgi_app = LaunchGuardWSGI(original, guard=guard)  # type: ignore[method-assign, assignment]
