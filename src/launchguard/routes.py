@@ -128,6 +128,10 @@ def _is_quantifier(text: str, i: int) -> bool:
     return re.match(r"\{\d*(,\d*)?\}", text[i:]) is not None
 
 
+#: Most route objects whose label ``AsgiRoutes`` remembers.
+_MAX_KNOWN_ROUTES = 4096
+
+
 class AsgiRoutes:
     """Route labels for an ASGI app, read from the scope after the app has routed it."""
 
@@ -143,6 +147,9 @@ class AsgiRoutes:
         self._param_mounts: list[tuple[re.Pattern[str], str]] | None = None
         self._endpoints: dict[int, tuple[Any, str]] | None = None
         self._endpoint_misses = 0
+        #: id(route object) -> (the route, root_path, the guard's root_path, its label): a
+        #: route's label is worked out once (bounded; the route is kept so the id stays its).
+        self._by_route: dict[int, tuple[Any, str, str, str]] = {}
 
     def note_app(self, scope: Mapping[str, Any]) -> None:
         """Remember the outermost routed app (``add_middleware`` sees it in the scope)."""
@@ -162,9 +169,19 @@ class AsgiRoutes:
             template = None if endpoint is None else self._endpoint_template(endpoint)
             return self.labels.admit(template) if template else self.labels.unmatched
         template = None
+        root = scope.get("root_path", "")
         fastapi = scope.get("fastapi")
         if type(fastapi) is dict:  # FastAPI >= 0.16x keeps the included router's full path here
             template = getattr(fastapi.get("effective_route_context"), "path_format", None)
+        else:
+            known = self._by_route.get(id(route))
+            if (
+                known is not None
+                and known[0] is route
+                and known[1] == root
+                and known[2] == entry_root
+            ):
+                return known[3]
         if not template:
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             if not isinstance(template, str):
@@ -173,10 +190,12 @@ class AsgiRoutes:
                 # The leaf is a mount of a plain ASGI app (static files): ``root_path`` already
                 # holds the mount's own prefix.
                 template = "/{path}"
-        root = scope.get("root_path", "")
         if root != entry_root:
             template = self._mount_prefix(root[len(entry_root) :]) + template
-        return self.labels.admit(template)
+        label = self.labels.admit(template)
+        if type(fastapi) is not dict and len(self._by_route) < _MAX_KNOWN_ROUTES:
+            self._by_route[id(route)] = (route, root, entry_root, label)
+        return label
 
     def _endpoint_template(self, endpoint: Any) -> str | None:
         """The full template of the route whose endpoint (or mounted app) is ``endpoint``."""
