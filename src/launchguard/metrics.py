@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
@@ -74,12 +75,20 @@ def multiprocess_dir() -> str | None:
     )
 
 
+#: Most observations a ``FastHistogram`` holds before folding them into its buckets.
+FOLD_BATCH = 256
+
+
 class FastHistogram:
     """One histogram family of this process, as a registry collector.
 
     prometheus-client's own ``Histogram`` takes two locks and a linear bucket scan per
-    observation; this keeps each label set's bucket counts in a list, finds the bucket with
-    ``bisect`` and takes one lock, for a third of the cost. Used when not in multiprocess mode
+    observation. Here an observation is one ``deque.append`` (atomic under the GIL, no lock):
+    the values are folded into each label set's bucket counts (found with ``bisect``) in
+    batches of up to :data:`FOLD_BATCH`, by the observation that fills a batch and by every
+    scrape, under one lock. A request then pays a few nanoseconds instead of the lock, the
+    lookups and the updates, which in the middle of a request's work (cold caches) cost it
+    about two microseconds; the batch pays them once, hot. Used when not in multiprocess mode
     (there, the values must live in prometheus-client's shared files).
 
     :meth:`exemplar` keeps the last exemplar (a trace id) of each bucket of each series; they
@@ -99,16 +108,40 @@ class FastHistogram:
         #: Per series, the last exemplar of each bucket; made on a series' first exemplar.
         self._exemplars: dict[tuple[str, ...], list[Exemplar | None]] = {}
         self._lock = threading.Lock()
+        #: Observations not yet folded into ``_series``: (label values, value).
+        self._pending: deque[tuple[tuple[str, ...], float]] = deque()
+        #: Per method, requests ended (``RequestStore`` only): counted as they are folded.
+        self._ended: dict[str, int] | None = None
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
         """Record ``value`` under the label values ``key``."""
-        series = self._series.get(key)
-        if series is None:
-            series = self._series.setdefault(key, [0.0] * self._width)
-        index = bisect_left(self._bounds, value)
-        with self._lock:
-            series[index] += 1
+        pending = self._pending
+        pending.append((key, value))
+        if len(pending) >= FOLD_BATCH:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold every pending observation into the bucket counts (the lock is held).
+
+        ``popleft`` until empty: an observation appended meanwhile by another thread is
+        folded now or by the next fold, never lost."""
+        pop = self._pending.popleft
+        series_of = self._series
+        bounds = self._bounds
+        ended = self._ended
+        while True:
+            try:
+                key, value = pop()
+            except IndexError:
+                return
+            series = series_of.get(key)
+            if series is None:
+                series = series_of[key] = [0.0] * self._width
+            series[bisect_left(bounds, value)] += 1
             series[-1] += value
+            if ended is not None:
+                ended[key[0]] = ended.get(key[0], 0) + 1
 
     def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
         """Keep ``labels`` (a trace id) as the exemplar of the bucket ``value`` fell in."""
@@ -122,6 +155,7 @@ class FastHistogram:
 
     def collect(self) -> list[Metric]:
         with self._lock:
+            self._fold()
             snapshot = [(key, list(values)) for key, values in self._series.items()]
             exemplars = {key: list(values) for key, values in self._exemplars.items()}
         family = HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)
@@ -141,33 +175,27 @@ class RequestStore(FastHistogram):
     """The request-duration histogram plus the in-flight gauge.
 
     A request's start is one call of a per-method ``itertools.count`` (atomic under the GIL,
-    no lock, no Python frame); its end is counted under the histogram's lock with the
-    observation. The gauge is starts minus ends.
+    no lock, no Python frame); its end is counted when its observation is folded (every
+    scrape folds first). The gauge is starts minus ends.
     """
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets)
         self._starts: dict[str, itertools.count[int]] = {}
-        self._ended: dict[str, int] = {}
+        #: Requests ended per method (the fold counts them).
+        self._ends: dict[str, int] = {}
+        self._ended = self._ends
+        #: The same method as ``observe`` (the request's end is counted when it is folded).
+        self.record = self.observe
 
     def starter(self, method: str) -> Callable[[], object]:
         """The zero-argument callable that marks one request of ``method`` as started."""
         with self._lock:
             counter = self._starts.get(method)
             if counter is None:
-                self._ended[method] = 0
+                self._ends[method] = 0
                 counter = self._starts[method] = itertools.count()
         return counter.__next__
-
-    def record(self, key: tuple[str, str, str, str], seconds: float) -> None:
-        series = self._series.get(key)
-        if series is None:
-            series = self._series.setdefault(key, [0.0] * self._width)
-        index = bisect_left(self._bounds, seconds)
-        with self._lock:
-            series[index] += 1
-            series[-1] += seconds
-            self._ended[key[0]] += 1
 
     def describe(self) -> list[Metric]:
         return [
@@ -177,12 +205,13 @@ class RequestStore(FastHistogram):
 
     def collect(self) -> list[Metric]:
         with self._lock:
-            ended = dict(self._ended)
+            self._fold()
+            ended = dict(self._ends)
             # ``count`` shows its next value, the number of starts so far: "count(12)".
             started = {method: int(repr(c)[6:-1]) for method, c in self._starts.items()}
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))
         for method, count in started.items():
-            gauge.add_metric([method], count - ended[method])
+            gauge.add_metric([method], count - ended.get(method, 0))
         return [*super().collect(), gauge]
 
 
