@@ -6,9 +6,11 @@
 Servers (one process or worker each, started once, warmed up with a discarded 1 s run):
 
 - uvicorn ``--loop asyncio --http h11`` (pure Python), and uvicorn ``--loop uvloop --http
-  httptools``: Starlette, variants bare / launchguard (everything on, the access log written by
-  ``launchguard.logging.configure()`` to /dev/null) / prometheus-fastapi-instrumentator;
-- gunicorn, one sync worker: Flask, variants bare / launchguard / prometheus-flask-exporter.
+  httptools``: Starlette, variants bare / launchguard metrics only / launchguard (everything on,
+  the access log written by ``launchguard.logging.configure()`` to /dev/null) /
+  prometheus-fastapi-instrumentator;
+- gunicorn, one sync worker: Flask, variants bare / launchguard metrics only / launchguard /
+  prometheus-flask-exporter.
 
 Each round runs ``wrk -t1 -cC -dDs`` against every variant of a server kind in a fresh random
 order. The server's CPU time (user + system, its process and children, from
@@ -45,7 +47,7 @@ SERVERS = {
     "uvicorn-h11": (
         "uvicorn (asyncio, h11)",
         "asgi",
-        ["bare", "launchguard", "pfi"],
+        ["bare", "metrics", "launchguard", "pfi"],
         lambda port: [
             str(BIN / "uvicorn"),
             "--factory",
@@ -68,7 +70,7 @@ SERVERS = {
     "uvicorn-httptools": (
         "uvicorn (uvloop, httptools)",
         "asgi",
-        ["bare", "launchguard", "pfi"],
+        ["bare", "metrics", "launchguard", "pfi"],
         lambda port: [
             str(BIN / "uvicorn"),
             "--factory",
@@ -91,7 +93,7 @@ SERVERS = {
     "gunicorn-sync": (
         "gunicorn (1 sync worker)",
         "wsgi",
-        ["bare", "launchguard", "pfe"],
+        ["bare", "metrics", "launchguard", "pfe"],
         lambda port: [
             str(BIN / "gunicorn"),
             "--chdir",
@@ -110,6 +112,7 @@ SERVERS = {
 }
 NAMES = {
     "bare": "bare",
+    "metrics": "launchguard (metrics only)",
     "launchguard": "launchguard full",
     "pfi": "prometheus-fastapi-instrumentator",
     "pfe": "prometheus-flask-exporter",
@@ -266,6 +269,12 @@ def report(title: str, servers: list[Server]) -> None:
             f"| {statistics.median(r.p50 for r in server.runs) * 1e3:.2f} ms "
             f"| {statistics.median(r.p99 for r in server.runs) * 1e3:.2f} ms |"
         )
+    shares = []
+    for server in servers:
+        if server is not bare:
+            per_round = [r.rps / b.rps for r, b in zip(server.runs, bare.runs, strict=True)]
+            shares.append(f"{NAMES[server.variant]} {statistics.median(per_round):.2f}")
+    print(f"\n- req/s over bare's in the same round (median): {', '.join(shares)}")
     peer = next((v for v in over if v in ("pfi", "pfe")), None)
     if peer and "launchguard" in over:
         ratios = [a / b for a, b in zip(over["launchguard"], over[peer], strict=True) if b > 0]

@@ -3,9 +3,10 @@
     LG_BENCH_VARIANT=launchguard uvicorn --factory --app-dir benchmarks e2e_apps:asgi
     LG_BENCH_VARIANT=pfe gunicorn --chdir benchmarks 'e2e_apps:wsgi()'
 
-ASGI (Starlette): ``bare``, ``launchguard`` (everything on, the access log written by
-``launchguard.logging.configure()`` to /dev/null), ``pfi`` (prometheus-fastapi-instrumentator).
-WSGI (Flask): ``bare``, ``launchguard``, ``pfe`` (prometheus-flask-exporter).
+ASGI (Starlette): ``bare``, ``metrics`` (launchguard's request metrics alone), ``launchguard``
+(everything on, the access log written by ``launchguard.logging.configure()`` to /dev/null),
+``pfi`` (prometheus-fastapi-instrumentator). WSGI (Flask): ``bare``, ``metrics``,
+``launchguard``, ``pfe`` (prometheus-flask-exporter).
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ def _guard() -> Any:
     return LaunchGuard(service="bench", release="bench-1", registry=CollectorRegistry(), environ={})
 
 
+def _metrics_guard() -> Any:
+    """Request metrics alone, as ``bench_middleware.metrics_only_guard``."""
+    from prometheus_client import CollectorRegistry
+
+    from launchguard import LaunchGuard
+
+    return LaunchGuard(
+        service="bench",
+        registry=CollectorRegistry(),
+        environ={},
+        queries=False,
+        request_ids=False,
+        access_log=False,
+        header_lint=False,
+        alerts=False,
+    )
+
+
 def asgi() -> Any:
     """The Starlette app of the variant."""
     from starlette.applications import Starlette
@@ -44,6 +63,10 @@ def asgi() -> Any:
         from launchguard.asgi import LaunchGuardMiddleware
 
         app.add_middleware(LaunchGuardMiddleware, guard=_guard())
+    elif variant == "metrics":
+        from launchguard.asgi import LaunchGuardMiddleware
+
+        app.add_middleware(LaunchGuardMiddleware, guard=_metrics_guard())
     elif variant == "pfi":
         from prometheus_client import CollectorRegistry
         from prometheus_fastapi_instrumentator import Instrumentator
@@ -69,6 +92,10 @@ def wsgi() -> Any:
         from launchguard.integrations.flask import init_app
 
         init_app(app, _guard())
+    elif variant == "metrics":
+        from launchguard.integrations.flask import init_app
+
+        init_app(app, _metrics_guard())
     elif variant == "pfe":
         from prometheus_client import CollectorRegistry
         from prometheus_flask_exporter import PrometheusMetrics
