@@ -1,8 +1,8 @@
 """Per-request overhead of launchguard next to its peers, in one process, rounds interleaved.
 
-    python benchmarks/bench_middleware.py            # full run (about 15-30 minutes)
+    python benchmarks/bench_middleware.py            # full run (about 10 minutes)
     python benchmarks/bench_middleware.py --quick    # smoke run
-    python benchmarks/bench_middleware.py --only asgi,wsgi,fastapi,routes
+    python benchmarks/bench_middleware.py --only asgi,wsgi,fastapi,routes,scaling,otel
 
 Each round times N in-process requests through every variant of the same tiny app, in a fresh
 random order; a variant's overhead is its time per request minus the bare app's in the same
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import statistics
 import sys
 import time
 import warnings
@@ -149,7 +150,11 @@ def otel_providers() -> tuple[Any, Any]:
     return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
 
 
-def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
+def starlette_app(
+    middleware: list[Any] | None = None, routes: int = 1, *, first: bool = False
+) -> Any:
+    """One route matched by the benchmark's requests, among ``routes`` in all: last (the
+    router tries every other route first) or, with ``first``, first."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
@@ -158,8 +163,51 @@ def starlette_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
         return PlainTextResponse("ok")
 
     table = [Route(f"/r{i}/{{item_id}}", item) for i in range(routes - 1)]
-    table.append(Route("/items/{item_id}", item))
+    matched = Route("/items/{item_id}", item)
+    table = [matched, *table] if first else [*table, matched]
     return Starlette(routes=table, middleware=middleware or [])
+
+
+ROUTE_COUNTS = (1, 100, 1000)
+
+
+def route_scaling(rounds: int, n: int, chunks: int) -> None:
+    """launchguard's own overhead with 1, 100 and 1,000 routes, the matched route first (so
+    the router's work, which is the app's, stays small and the same for every count). Every
+    count runs in the same rounds; each variant's overhead is taken from the bare app with the
+    same routes in the same round."""
+    from starlette.middleware import Middleware
+
+    from launchguard.asgi import LaunchGuardMiddleware
+
+    apps: dict[str, Any] = {}
+    for count in ROUTE_COUNTS:
+        apps[f"bare {count}"] = starlette_app(routes=count, first=True)
+        for kind, make_guard in (("metrics only", metrics_only_guard), ("full", full_guard)):
+            apps[f"{kind} {count}"] = starlette_app(
+                [Middleware(LaunchGuardMiddleware, guard=make_guard())], routes=count, first=True
+            )
+    base = f"bare {ROUTE_COUNTS[0]}"
+    raw = h.interleave(apps, time_asgi, rounds, n, baseline=base, chunks=chunks)
+    zero = [0.0] * rounds
+
+    def overhead(kind: str, count: int) -> list[float]:
+        bare = raw.get(f"bare {count}", zero)
+        return [a - b for a, b in zip(raw[f"{kind} {count}"], bare, strict=True)]
+
+    print("\n### ASGI (Starlette), 1, 100 and 1,000 routes, the matched route first\n")
+    print(
+        "| routes | launchguard metrics only | x 1 route, per round "
+        "| launchguard full | x 1 route, per round |"
+    )
+    print("|---|---|---|---|---|")
+    for count in ROUTE_COUNTS:
+        cells = []
+        for kind in ("metrics only", "full"):
+            values = overhead(kind, count)
+            ratio = h.per_round_ratio(values, overhead(kind, ROUTE_COUNTS[0]))
+            cells += [h.us(statistics.median(values)), f"{ratio:.2f}"]
+        print(f"| {count:,} | {' | '.join(cells)} |")
 
 
 def fastapi_app(middleware: list[Any] | None = None, routes: int = 1) -> Any:
@@ -444,7 +492,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--clock", choices=sorted(h.CLOCKS), default="cpu")
-    parser.add_argument("--only", default="asgi,fastapi,wsgi,routes,otel")
+    parser.add_argument("--only", default="asgi,fastapi,wsgi,routes,scaling,otel")
     parser.add_argument(
         "--chunks",
         type=int,
@@ -484,6 +532,8 @@ def main() -> None:
                 result,
                 extra=TARGETS_ASGI[1:2],
             )
+    if "scaling" in parts:
+        route_scaling(rounds, n, chunks)
     if "otel" in parts:  # last: from here on OpenTelemetry is imported in this process
         result = h.interleave(otel_asgi_variants(), time_asgi, rounds, n, chunks=chunks)
         h.table(
