@@ -130,6 +130,62 @@ class TestRequestId:
         assert all(line["request_id"] == line["expected"] for line in done)
 
 
+class TestNewRequestId:
+    def test_unique_hex_across_threads_and_batches(self) -> None:
+        """Ids come from batched urandom reads: 32 hex characters, never handed out twice,
+        whichever thread asks and across many refills."""
+        import threading
+
+        from launchguard.context import new_request_id
+
+        seen: list[list[str]] = [[] for _ in range(8)]
+
+        def take(bucket: list[str]) -> None:
+            for _ in range(3000):
+                bucket.append(new_request_id())
+
+        threads = [threading.Thread(target=take, args=(bucket,)) for bucket in seen]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ids = [rid for bucket in seen for rid in bucket]
+        assert len(set(ids)) == len(ids) == 24_000
+        assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in ids)
+
+    def test_a_forked_child_does_not_reuse_the_parents_ids(self) -> None:
+        """A gunicorn worker forked from a parent holding unused ids makes its own (forked
+        from a fresh interpreter: forking this threaded test process is unsafe)."""
+        import subprocess
+        import sys
+
+        script = """
+import os
+from launchguard.context import new_request_id
+
+new_request_id()  # the parent now holds a batch of unused ids
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    os.write(write, ",".join(new_request_id() for _ in range(5)).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as pipe:
+    child = pipe.read().split(",")
+os.waitpid(pid, 0)
+parent = [new_request_id() for _ in range(5)]
+assert len(child) == 5, child
+assert not set(child) & set(parent), (child, parent)
+print("ok")
+"""
+        run = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "ok"
+
+
 class TestAccessLog:
     async def test_fields(self, registry: CollectorRegistry, logs: io.StringIO) -> None:
         """One JSON line per request with route, redacted path, status, timing and ids."""
