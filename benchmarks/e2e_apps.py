@@ -31,21 +31,10 @@ def _guard() -> Any:
 
 
 def _metrics_guard() -> Any:
-    """Request metrics alone, as ``bench_middleware.metrics_only_guard``."""
-    from prometheus_client import CollectorRegistry
+    """Request metrics alone: the in-process benchmark's own metrics-only guard."""
+    from bench_middleware import metrics_only_guard
 
-    from launchguard import LaunchGuard
-
-    return LaunchGuard(
-        service="bench",
-        registry=CollectorRegistry(),
-        environ={},
-        queries=False,
-        request_ids=False,
-        access_log=False,
-        header_lint=False,
-        alerts=False,
-    )
+    return metrics_only_guard()
 
 
 def asgi() -> Any:
