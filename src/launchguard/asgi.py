@@ -153,18 +153,20 @@ class LaunchGuardMiddleware:
                 exchange.disconnected = True
                 raise
 
+        raised: BaseException | None = None
         try:
             await self.app(scope, guarded_receive, guarded_send)
             if queries.deferred_hooks and exchange.ledger is not None:
                 await asyncio.sleep(0)  # let asyncpg's call_soon query loggers run first
         except BaseException as exc:
-            self._finish(scope, entry_root, exchange, exc)
+            raised = exc
             raise
-        try:  # self._finish(), inline (per request)
-            exchange.route = routes.resolve(scope, entry_root)
-        except Exception as error:
-            self._errors.record("routes", error)
-        self._timer.finish(exchange, None)
+        finally:  # once, whether the app returned or raised (then it is re-raised unchanged)
+            try:
+                exchange.route = routes.resolve(scope, entry_root)
+            except Exception as error:
+                self._errors.record("routes", error)
+            self._timer.finish(exchange, raised)
 
     @staticmethod
     def _peer(scope: Scope) -> str | None:
@@ -183,15 +185,6 @@ class LaunchGuardMiddleware:
             if timing is not None:
                 headers.append((b"server-timing", timing.encode()))
         return {**message, "headers": headers}
-
-    def _finish(
-        self, scope: Scope, entry_root: str, exchange: Exchange, exc: BaseException | None
-    ) -> None:
-        try:
-            exchange.route = self._routes.resolve(scope, entry_root)
-        except Exception as error:
-            self._errors.record("routes", error)
-        self._timer.finish(exchange, exc)
 
     def _annotate_span(self, scope: Scope, entry_root: str, exchange: Exchange) -> None:
         try:

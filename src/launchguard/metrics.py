@@ -183,8 +183,7 @@ class RequestStore(FastHistogram):
         super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets)
         self._starts: dict[str, itertools.count[int]] = {}
         #: Requests ended per method (the fold counts them).
-        self._ends: dict[str, int] = {}
-        self._ended = self._ends
+        self._ended: dict[str, int] = {}
         #: The same method as ``observe`` (the request's end is counted when it is folded).
         self.record = self.observe
 
@@ -193,7 +192,7 @@ class RequestStore(FastHistogram):
         with self._lock:
             counter = self._starts.get(method)
             if counter is None:
-                self._ends[method] = 0
+                self._ended[method] = 0
                 counter = self._starts[method] = itertools.count()
         return counter.__next__
 
@@ -206,7 +205,7 @@ class RequestStore(FastHistogram):
     def collect(self) -> list[Metric]:
         with self._lock:
             self._fold()
-            ended = dict(self._ends)
+            ended = dict(self._ended)
             # ``count`` shows its next value, the number of starts so far: "count(12)".
             started = {method: int(repr(c)[6:-1]) for method, c in self._starts.items()}
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))

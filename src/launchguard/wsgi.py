@@ -99,10 +99,7 @@ class LaunchGuardWSGI:
             raise
         if not exchange.complete:
             exchange.body_done()
-        if exchange.route is None and self._resolver is not None:
-            self.finish(environ, exchange, None)
-        else:
-            self._timer.finish(exchange, None)  # self.finish(), inline (per request)
+        self.finish(environ, exchange, None)
         return body
 
     def _headers_with_ours(
