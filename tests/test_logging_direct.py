@@ -400,6 +400,7 @@ class TestAccessLine:
         queries: int | None = 2,
         span: bool = False,
         redactor: Redactor | None = None,
+        made: bool = False,
     ) -> tuple[str, str]:
         from launchguard._config import Config
         from launchguard.access import AccessLog
@@ -413,6 +414,7 @@ class TestAccessLine:
         log = AccessLog(Config.build(options, {}), redactor or default_redactor())
         exchange = Exchange(method, 0.0)
         exchange.path, exchange.query, exchange.request_id = path, query, request_id
+        exchange.request_id_made = made
         exchange.client, exchange.forwarded_for = "10.0.0.1", "198.51.100.7, 10.0.0.2"
         ledger = None
         if queries is not None:
@@ -489,6 +491,18 @@ class TestAccessLine:
         for options in ({}, {"span": True, "trusted": True}, {"request_id": "", "queries": None}):
             slow, direct = self.both(**options)
             assert direct == slow
+
+    def test_made_request_id(self, restore_logging: None) -> None:
+        """An id the guard made is written without a scan, unless the redactor has a rule of
+        its own (which could match hex): then it is masked like any value."""
+        made = "2929c6e2c8b2a2c3ad9f3ff2ca2ff697"
+        slow, direct = self.both(made=True, request_id=made)
+        assert direct == slow
+        assert f'"request_id": "{made}"' in direct
+        redactor = Redactor(extra_patterns=[("hex_id", "[0-9a-f]{32}")])
+        slow, direct = self.both(made=True, request_id=made, redactor=redactor)
+        assert direct == slow
+        assert made not in direct
 
     def test_sensitive_key_names(self, restore_logging: None) -> None:
         """A redactor that treats one of our keys as sensitive: the same (masked) line."""

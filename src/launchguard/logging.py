@@ -390,7 +390,7 @@ class DirectOutput:
         self._renderer = renderer
         self._json = json
         self._root = logging.getLogger()
-        self._stamp: tuple[int, str, bool] = (-1, "", False)
+        self._stamp: tuple[int, str, bool] = (-(10**7), "", False)
         #: Keys known to be plain, non-sensitive strings -> their JSON form with ": ".
         self._keys: dict[str, str] = {}
         #: Event layouts seen (their keys) -> their templates (None: no template applies).
@@ -619,30 +619,40 @@ class DirectOutput:
 
     def timestamp(self) -> str:
         """``TimeStamper(fmt="iso", utc=True)``'s format, the seconds part cached."""
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        micros = time.time_ns() // 1000
         stamp = self._stamp
-        if stamp[0] != seconds:
-            stamp = self._stamp = self._new_second(seconds)
-        micros = nanos // 1000
-        return f"{stamp[1]}.{micros:06d}Z" if micros else f"{stamp[1]}Z"
+        if not stamp[0] <= micros < stamp[0] + 1_000_000:
+            stamp = self._stamp = self._new_second(micros)
+        fraction = str(micros)[-6:]  # the microseconds, zero-padded
+        return f"{stamp[1]}Z" if fraction == "000000" else f"{stamp[1]}.{fraction}Z"
 
     def timestamp_json(self) -> str | None:
         """:meth:`timestamp` as a JSON string if the redactor provably leaves timestamps
         unchanged (``Redactor.leaves_alphabet``), else None (then use :meth:`jsonable`)."""
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        micros = time.time_ns() // 1000
         stamp = self._stamp
-        if stamp[0] != seconds:
-            stamp = self._stamp = self._new_second(seconds)
+        if not stamp[0] <= micros < stamp[0] + 1_000_000:
+            stamp = self._stamp = self._new_second(micros)
         if not stamp[2]:
             return None
-        micros = nanos // 1000
-        return f'"{stamp[1]}.{micros:06d}Z"' if micros else f'"{stamp[1]}Z"'
+        fraction = str(micros)[-6:]
+        return f'"{stamp[1]}Z"' if fraction == "000000" else f'"{stamp[1]}.{fraction}Z"'
 
-    def _new_second(self, seconds: int) -> tuple[int, str, bool]:
+    def _new_second(self, micros: int) -> tuple[int, str, bool]:
+        """The second ``micros`` (microseconds since the epoch) falls in: its first
+        microsecond, its ISO text, and whether the redactor leaves timestamps unchanged."""
+        seconds = micros // 1_000_000
         text = datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "")
         if self._redactor is None:
             self._resolve()
-        return seconds, text, bool(self._safe)
+        return seconds * 1_000_000, text, bool(self._safe)
+
+    def leaves_safe_alphabet(self) -> bool:
+        """Whether the redactor provably leaves strings of digits, lower-case hex letters and
+        ``-:.TZ`` unchanged (timestamps, request ids this package makes)."""
+        if self._redactor is None:
+            self._resolve()
+        return bool(self._safe)
 
     def _resolve(self) -> Redactor:
         """The processor's redactor, and whether it leaves the safe alphabet alone."""

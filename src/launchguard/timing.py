@@ -88,6 +88,8 @@ class Exchange:
     client: str | None = None
     forwarded_for: str | None = None
     request_id = ""
+    #: ``request_id`` was made here (32 hex digits), not taken from the request.
+    request_id_made = False
     rid_token: Token[str | None] | None = None
     #: The response headers as the app sent them (for the header linter); None until then.
     headers: Any = None
@@ -182,6 +184,7 @@ class RequestTimer:
                 or (self.redact is not None and self.redact(request_id) != request_id)
             ):
                 request_id = new_request_id()  # none, malformed, or shaped like a secret
+                exchange.request_id_made = True
             exchange.request_id = request_id
             exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:
