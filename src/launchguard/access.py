@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from . import logging as _logging
 from .context import request_id_var, trace_ids
 from .logging import DirectOutput
-from .logging import direct_output as _direct_output
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -144,7 +144,10 @@ class AccessLog:
             path = self._masked_path(path)
         if type(route) is not str:
             route = str(route)
-        duration_ms = _milliseconds(seconds)
+        try:
+            duration_ms = round(seconds * 1_000_000) / 1000  # _milliseconds(), inline
+        except (OverflowError, ValueError):
+            duration_ms = seconds * 1000
         # The request's span, taken when it arrived: a WSGI body may be closed in another
         # context than the one the request started in.
         span = exchange.span
@@ -152,20 +155,23 @@ class AccessLog:
         ip = None
         if self._trusted:
             ip = client_ip(exchange.client, exchange.forwarded_for, self._trusted)
-        direct = _direct_output()
+        direct = _logging._direct
         ready: bool | None = False
         if direct is not None:
-            ready = direct.ready(self._stdlib, levelno)
+            ready = direct.ready(self._stdlib, levelno, True)
+            if ready:
+                if direct is self._checked or self._plain(direct):
+                    line = self._json_line(
+                        direct, level, exchange, route, path, status, duration_ms, ledger,
+                        error_type, ids, ip,
+                    )  # fmt: skip
+                    if line is not None:
+                        direct.emit(self._stdlib, levelno, line)
+                        return
+            elif ready is False:  # not plain JSON, or not ready at all
+                ready = direct.ready(self._stdlib, levelno)
             if ready is None:
                 return  # below the logger's level
-            if ready and direct.plain_json() and (direct is self._checked or self._plain(direct)):
-                line = self._json_line(
-                    direct, level, exchange, route, path, status, duration_ms, ledger,
-                    error_type, ids, ip,
-                )  # fmt: skip
-                if line is not None:
-                    direct.emit(self._stdlib, levelno, line)
-                    return
         method = _LEVEL_NAMES[level]
         fields: dict[str, Any] = {
             "method": exchange.method,
@@ -263,7 +269,11 @@ class AccessLog:
         else:
             middle = ""
         if ledger is not None:
-            count, db_ms = ledger.count, _milliseconds(ledger.seconds)
+            count = ledger.count
+            try:
+                db_ms = round(ledger.seconds * 1_000_000) / 1000  # _milliseconds(), inline
+            except (OverflowError, ValueError):
+                db_ms = ledger.seconds * 1000
             if type(count) is not int or not -_INF < db_ms < _INF:
                 return None
             middle += f', "db_queries": {count}, "db_ms": {db_ms!r}'

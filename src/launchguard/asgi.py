@@ -116,9 +116,12 @@ class LaunchGuardMiddleware:
                 flags |= FLAG_HTTPS
             exchange.flags = flags
         if self._facts:
-            exchange.query = scope.get("query_string", b"").decode("latin-1")
-            exchange.client = self._peer(scope)
-            exchange.forwarded_for = forwarded_for
+            query = scope.get("query_string")
+            if query:
+                exchange.query = query.decode("latin-1")
+            if self._forwarded:  # the client address is logged only behind a trusted proxy
+                exchange.client = self._peer(scope)
+                exchange.forwarded_for = forwarded_for
         rewrite_start = self._rewrite_start
 
         async def guarded_receive() -> Message:
@@ -178,8 +181,13 @@ class LaunchGuardMiddleware:
         the app's message is not changed)."""
         rid_header = self._rid_header
         headers = list(message.get("headers", ()))
-        if exchange.request_id and not any(name.lower() == rid_header for name, _ in headers):
-            headers.append((rid_header, exchange.request_id.encode("latin-1")))
+        if exchange.request_id:
+            size = len(rid_header)
+            for name, _ in headers:  # the app's own id header wins (any case)
+                if len(name) == size and name.lower() == rid_header:
+                    break
+            else:
+                headers.append((rid_header, exchange.request_id.encode("latin-1")))
         if self._server_timing:
             timing = exchange.server_timing()
             if timing is not None:

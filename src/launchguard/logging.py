@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 import structlog
@@ -276,26 +276,24 @@ _Handler = logging.Handler
 _StreamHandler = logging.StreamHandler
 
 
-def _stdlib_methods() -> tuple[Any, ...]:
-    """The stdlib logging methods a structlog line passes through (Sentry's logging integration,
-    for one, replaces ``Logger.callHandlers``)."""
-    return (
-        _Logger._log,
-        _Logger.makeRecord,
-        _Logger.handle,
-        _Logger.callHandlers,
-        _Handler.handle,
-        _Handler.format,
-        _StreamHandler.emit,
-        _StreamHandler.flush,
-    )
+#: Each reads, in one call, the stdlib methods of one class a structlog line passes through
+#: (Sentry's logging integration, for one, replaces ``Logger.callHandlers``).
+_logger_methods = attrgetter("_log", "makeRecord", "handle", "callHandlers")
+_handler_methods = attrgetter("handle", "format")
+_stream_methods = attrgetter("emit", "flush")
+
+
+def _stdlib_methods() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """The stdlib logging methods a structlog line passes through, as they are now."""
+    return _logger_methods(_Logger), _handler_methods(_Handler), _stream_methods(_StreamHandler)
 
 
 #: Those methods as the stdlib defines them; None if something replaced one before we looked.
-_STDLIB_METHODS: tuple[Any, ...] | None = _stdlib_methods()
+_STDLIB_METHODS: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] | None = _stdlib_methods()
 if any(
     getattr(getattr(method, "__code__", None), "co_filename", None) != logging.__file__
-    for method in _stdlib_methods()
+    for methods in _stdlib_methods()
+    for method in methods
 ):  # pragma: no cover - patched before launchguard.logging was imported
     _STDLIB_METHODS = None
 #: Logger classes whose dispatch is the stdlib's (structlog's only changes the caller lookup).
@@ -421,9 +419,11 @@ class DirectOutput:
             self.emit(logger, levelno, self._render(logger, method_name, event, fields, traced))
         return ready is not False
 
-    def ready(self, logger: logging.Logger, levelno: int) -> bool | None:
+    def ready(self, logger: logging.Logger, levelno: int, plain_json: bool = False) -> bool | None:
         """Whether a line at ``levelno`` on ``logger`` may be written directly (the rule in the
-        class docstring); None when the level drops it (nothing is to be written)."""
+        class docstring); None when the level drops it (nothing is to be written). With
+        ``plain_json``, also whether :meth:`plain_json` holds (one call for a caller's common
+        case: False then means either does not)."""
         config = _STRUCTLOG_CONFIG
         if (
             config is None
@@ -440,14 +440,9 @@ class DirectOutput:
             logger.filters
             or type(logger) not in _LOGGER_TYPES
             or methods is None
-            or _Logger._log is not methods[0]
-            or _Logger.makeRecord is not methods[1]
-            or _Logger.handle is not methods[2]
-            or _Logger.callHandlers is not methods[3]
-            or _Handler.handle is not methods[4]
-            or _Handler.format is not methods[5]
-            or _StreamHandler.emit is not methods[6]
-            or _StreamHandler.flush is not methods[7]
+            or _logger_methods(_Logger) != methods[0]
+            or _handler_methods(_Handler) != methods[1]
+            or _stream_methods(_StreamHandler) != methods[2]
         ):
             return False
         node: Any = logger
@@ -459,12 +454,20 @@ class DirectOutput:
             if node is None:
                 return False
         handler = self._handler
-        return not (
+        if (
             root.handlers != self._handlers
             or levelno < handler.level
             or handler.filters != self._filters
             or handler.formatter is not self._formatter
             or self._formatter.processors != self._formatter_processors
+        ):
+            return False
+        if not plain_json:
+            return True
+        variables = _STRUCTLOG_VARS  # plain_json(), inline
+        return self._json and (
+            variables is not None
+            and (not variables or all(var.get() is Ellipsis for var in list(variables.values())))
         )
 
     def plain_json(self) -> bool:

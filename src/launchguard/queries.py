@@ -178,7 +178,11 @@ class _Group:
 class QueryLedger:
     """The statements of one request (or job): totals, groups by shape, findings."""
 
-    __slots__ = ("_groups", "_lock", "count", "errors", "route", "seconds")
+    __slots__ = ("_groups", "count", "errors", "route", "seconds")
+
+    #: One lock for every ledger: a request's statements may come from several threads, and
+    #: its critical sections are a few additions (one lock made per request cost more).
+    _lock = threading.Lock()
 
     def __init__(self, route: str | None = None) -> None:
         self.route = route
@@ -186,7 +190,6 @@ class QueryLedger:
         self.seconds = 0.0
         self.errors = 0
         self._groups: dict[str, _Group] = {}
-        self._lock = threading.Lock()
 
     def add(
         self,

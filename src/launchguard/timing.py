@@ -304,8 +304,9 @@ class RequestTimer:
             ledger.route = route
             if exchange.token is not None:
                 close_ledger(ledger, exchange.token)
-            self._metrics.db_queries.observe((route,), ledger.count)
-            self._metrics.db_time.observe((route,), ledger.seconds)
+            key = (route,)
+            self._metrics.db_queries.observe(key, ledger.count)
+            self._metrics.db_time.observe(key, ledger.seconds)
             if ledger.count:
                 findings = ledger.findings(self.rules)
                 if findings:

@@ -50,11 +50,13 @@ class LaunchGuardWSGI:
         self._server_timing = guard.config.server_timing
         header = guard.config.request_id_header
         self._rid_header = header
+        self._rid_lower = header.lower()
         self._rid_key = "HTTP_" + header.upper().replace("-", "_")
         self._request_ids = guard.config.request_ids
         self._facts = guard.config.access_log
         self._lint = guard.linter is not None
         self._trusted = TrustedPeers(guard.config.trusted_proxies)
+        self._forwarded = bool(guard.config.trusted_proxies)
         self._rewrite_start = self._request_ids or self._server_timing
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -74,8 +76,9 @@ class LaunchGuardWSGI:
             exchange.flags = request_flags(environ, self._trusted)
         if self._facts:
             exchange.query = environ.get("QUERY_STRING", "")
-            exchange.client = environ.get("REMOTE_ADDR")
-            exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+            if self._forwarded:  # the client address is logged only behind a trusted proxy
+                exchange.client = environ.get("REMOTE_ADDR")
+                exchange.forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
         rewrite = self._rewrite_start
 
         def guarded_start_response(
@@ -106,12 +109,14 @@ class LaunchGuardWSGI:
         self, headers: list[tuple[str, str]], exchange: Exchange
     ) -> list[tuple[str, str]]:
         """The app's headers plus the request id and Server-Timing (a new list)."""
-        rid_header = self._rid_header
         extra = []
-        if exchange.request_id and not any(
-            name.lower() == rid_header.lower() for name, _ in headers
-        ):
-            extra.append((rid_header, exchange.request_id))
+        if exchange.request_id:
+            wanted, size = self._rid_lower, len(self._rid_lower)
+            for name, _ in headers:  # the app's own id header wins (any case)
+                if len(name) == size and name.lower() == wanted:
+                    break
+            else:
+                extra.append((self._rid_header, exchange.request_id))
         if self._server_timing:
             value = exchange.server_timing()
             if value:
