@@ -56,7 +56,7 @@ def main() -> None:
     timer = guard.timer
     probe(totals, timer, "begin", "timer.begin")
     probe(totals, timer, "finish", "timer.finish")
-    probe(totals, timer, "_finish_ledger", "  query ledger (finish)")
+    probe(totals, timer, "_queries_observe", "  query histograms (observe)")
     if timer.linter is not None:
         probe(totals, timer.linter, "observe", "  header lint")
     if getattr(timer, "watch", None) is not None:

@@ -22,13 +22,14 @@ import json
 import logging
 import random
 import sys
+from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import logging as _logging
 from .context import request_id_var, trace_ids
-from .logging import DirectOutput
+from .logging import DirectOutput, iso_second
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -106,6 +107,8 @@ class AccessLog:
         self._release_json = ""
         self._tails: tuple[str, ...] = ()
         self._hex_plain = False
+        #: The second the last line fell in: its first microsecond and ISO text.
+        self._second: tuple[int, str] = (-(10**7), "")
         #: Paths without a query string that the redactor leaves unchanged (a bounded cache).
         self._clean_paths: set[str] = set()
         self._sample = config.access_log_sample
@@ -258,16 +261,15 @@ class AccessLog:
         if head is None or path_json is None or not -_INF < duration_ms < _INF:
             return None
         request_id = exchange.request_id
+        rid = db = extra = ""
         if request_id:
             if exchange.request_id_made and self._hex_plain:  # hex: nothing to mask or escape
-                middle = f', "request_id": "{request_id}"'
+                rid = f', "request_id": "{request_id}"'
             else:
                 value = cached(request_id) or direct.jsonable(request_id)
                 if value is None:
                     return None
-                middle = f', "request_id": {value}'
-        else:
-            middle = ""
+                rid = f', "request_id": {value}'
         if ledger is not None:
             count = ledger.count
             try:
@@ -276,26 +278,39 @@ class AccessLog:
                 db_ms = ledger.seconds * 1000
             if type(count) is not int or not -_INF < db_ms < _INF:
                 return None
-            middle += f', "db_queries": {count}, "db_ms": {db_ms!r}'
+            db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
         if error_type:
             value = cached(error_type) or direct.jsonable(error_type)
             if value is None:
                 return None
-            middle += f', "error_type": {value}'
-        middle += self._release_json
+            extra = f', "error_type": {value}'
+        extra += self._release_json
         if ids is not None:
             trace, span = direct.jsonable(ids[0]), direct.jsonable(ids[1])
             if trace is None or span is None:
                 return None
-            middle += f', "trace_id": {trace}, "span_id": {span}'
+            extra += f', "trace_id": {trace}, "span_id": {span}'
         if ip is not None:
             value = cached(ip) or direct.jsonable(ip)
             if value is None:
                 return None
-            middle += f', "client_ip": {value}'
-        timestamp = direct.timestamp_json() or direct.jsonable(direct.timestamp())
-        if timestamp is None:
-            return None
+            extra += f', "client_ip": {value}'
+        micros = _time_ns() // 1000  # the timestamp: DirectOutput.timestamp(), inline
+        second = self._second
+        if not second[0] <= micros < second[0] + 1_000_000:
+            second = self._second = (micros - micros % 1_000_000, iso_second(micros // 1_000_000))
+        fraction = str(micros)[-6:]  # the microseconds, zero-padded
+        if not self._hex_plain:  # a redactor whose rules could match a timestamp
+            value = direct.jsonable(
+                f"{second[1]}Z" if fraction == "000000" else f"{second[1]}.{fraction}Z"
+            )
+            if value is None:
+                return None
+            timestamp = value
+        elif fraction == "000000":
+            timestamp = f'"{second[1]}Z"'
+        else:
+            timestamp = f'"{second[1]}.{fraction}Z"'
         if not request_id:
             context_id = request_id_var.get()
             if context_id is not None:
@@ -305,7 +320,7 @@ class AccessLog:
                 timestamp += f', "request_id": {value}'
         return (
             f'{head}{path_json}, "status": {status}, "duration_ms": {duration_ms!r}'
-            f"{middle}{self._tails[level]}{timestamp}}}"
+            f"{rid}{db}{extra}{self._tails[level]}{timestamp}}}"
         )
 
     def _masked_path(self, path: str) -> str:

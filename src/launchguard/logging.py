@@ -266,6 +266,12 @@ def direct_output() -> DirectOutput | None:
     return _direct
 
 
+def iso_second(seconds: int) -> str:
+    """The ISO text of a second since the epoch, UTC, without a zone suffix: what
+    ``TimeStamper(fmt="iso", utc=True)`` writes before the microseconds and ``Z``."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "")
+
+
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _INF = float("inf")
 #: Characters of the values the access log makes itself: timestamps, hex request and trace
@@ -645,7 +651,7 @@ class DirectOutput:
         """The second ``micros`` (microseconds since the epoch) falls in: its first
         microsecond, its ISO text, and whether the redactor leaves timestamps unchanged."""
         seconds = micros // 1_000_000
-        text = datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "")
+        text = iso_second(seconds)
         if self._redactor is None:
             self._resolve()
         return seconds * 1_000_000, text, bool(self._safe)

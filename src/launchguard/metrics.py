@@ -214,6 +214,45 @@ class RequestStore(FastHistogram):
         return [*super().collect(), gauge]
 
 
+class QueryHistograms:
+    """Statements and database time per request, by route: one observation per request
+    feeds both histograms (one ``deque.append``; the pair is split when folded)."""
+
+    def __init__(self) -> None:
+        self.count = FastHistogram(*DB_QUERIES)
+        self.time = FastHistogram(*DB_TIME)
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[str, int, float]] = deque()
+
+    def observe(self, route: str, count: int, seconds: float) -> None:
+        """Record one request's statement count and database seconds under ``route``."""
+        pending = self._pending
+        pending.append((route, count, seconds))
+        if len(pending) >= FOLD_BATCH:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        pop = self._pending.popleft
+        count, time_ = self.count.observe, self.time.observe
+        while True:
+            try:
+                route, statements, seconds = pop()
+            except IndexError:
+                return
+            key = (route,)
+            count(key, statements)
+            time_(key, seconds)
+
+    def describe(self) -> list[Metric]:
+        return [*self.count.describe(), *self.time.describe()]
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            self._fold()
+        return [*self.count.collect(), *self.time.collect()]
+
+
 class _SharedHistogram:
     """``FastHistogram``'s interface on prometheus-client's histogram, for multiprocess mode."""
 
@@ -238,6 +277,19 @@ class _SharedHistogram:
 
     def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
         """Exemplars cannot live in prometheus-client's multiprocess files: dropped."""
+
+
+class _SharedQueries:
+    """``QueryHistograms``' interface on prometheus-client's histograms (multiprocess mode)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.count = _SharedHistogram(*DB_QUERIES, registry)
+        self.time = _SharedHistogram(*DB_TIME, registry)
+
+    def observe(self, route: str, count: int, seconds: float) -> None:
+        key = (route,)
+        self.count.observe(key, count)
+        self.time.observe(key, seconds)
 
 
 class _SharedStore(_SharedHistogram):
@@ -273,23 +325,21 @@ class RequestMetrics:
         self.buckets = buckets
         self._collectors: list[Any] = []
         self.store: RequestStore | _SharedStore
-        self.db_queries: FastHistogram | _SharedHistogram
-        self.db_time: FastHistogram | _SharedHistogram
+        #: Statements and database time per request (one ``observe`` feeds both).
+        self.queries: QueryHistograms | _SharedQueries
         if multiprocess_dir():
             self.store = _SharedStore(registry, buckets)
-            self.db_queries = _SharedHistogram(*DB_QUERIES, registry)
-            self.db_time = _SharedHistogram(*DB_TIME, registry)
+            self.queries = _SharedQueries(registry)
             self._collectors += [
                 self.store.histogram,
                 self.store.active,
-                self.db_queries.histogram,
-                self.db_time.histogram,
+                self.queries.count.histogram,
+                self.queries.time.histogram,
             ]
         else:
             self.store = RequestStore(buckets)
-            self.db_queries = FastHistogram(*DB_QUERIES)
-            self.db_time = FastHistogram(*DB_TIME)
-            for collector in (self.store, self.db_queries, self.db_time):
+            self.queries = QueryHistograms()
+            for collector in (self.store, self.queries):
                 registry.register(collector)
                 self._collectors.append(collector)
         self.findings = Counter(

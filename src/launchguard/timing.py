@@ -34,9 +34,9 @@ from .queries import (
     QueryReporter,
     QueryRules,
     close_ledger,
-    open_ledger,
     warn_about,
 )
+from .queries import _current as ledger_var
 from .routes import OVERFLOW
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ KNOWN_METHODS = frozenset(
 _STATUS_TEXT = {code: str(code) for code in range(100, 600)}
 _loaded = sys.modules.get
 _new = object.__new__
+#: The findings of a request without statements (never changed: a fresh list is made when
+#: there are findings).
+_NO_FINDINGS: list[Finding] = []
 
 
 def normalize_method(method: str) -> str:
@@ -145,6 +148,7 @@ class RequestTimer:
         #: method -> the callable that counts a request of it in flight (made on first use).
         self._starts: dict[str, Callable[[], object]] = {}
         self._record = metrics.store.record
+        self._queries_observe = metrics.queries.observe
         self._errors = errors
         self._unmatched = config.unmatched_route
         self._request_ids = config.request_ids
@@ -187,8 +191,9 @@ class RequestTimer:
                 exchange.request_id_made = True
             exchange.request_id = request_id
             exchange.rid_token = request_id_var.set(request_id)
-        if self._queries and queries.hooks_installed:
-            exchange.ledger, exchange.token = open_ledger()
+        if self._queries and queries.hooks_installed:  # open_ledger(), inline
+            ledger = exchange.ledger = QueryLedger()
+            exchange.token = ledger_var.set(ledger)
         if context.track_exchange:
             exchange.exchange_token = exchange_var.set(exchange)
         if _loaded("opentelemetry.trace") is not None:
@@ -229,9 +234,20 @@ class RequestTimer:
             and exchange.rid_token is None
         ):
             return
-        findings: list[Finding] = []
-        if ledger is not None:
-            findings = self._finish_ledger(exchange, ledger, route)
+        findings: list[Finding] = _NO_FINDINGS
+        if ledger is not None:  # close it, count its statements, find N+1 and the like
+            exchange.ledger = None
+            try:
+                ledger.route = route
+                if exchange.token is not None:
+                    close_ledger(ledger, exchange.token)
+                self._queries_observe(route, ledger.count, ledger.seconds)
+                if ledger.count:
+                    findings = ledger.findings(self.rules)
+                    if findings:
+                        self.reporter.report(route, findings)
+            except Exception as error:
+                self._errors.record("queries", error)
         lint_findings: tuple[LintFinding, ...] = ()
         if self.linter is not None and exchange.headers is not None:
             try:
@@ -296,21 +312,3 @@ class RequestTimer:
     def _template(self, route: str) -> str | None:
         """``route`` if it is a template (not the unmatched or overflow label)."""
         return None if route == self._unmatched or route == OVERFLOW else route
-
-    def _finish_ledger(self, exchange: Exchange, ledger: QueryLedger, route: str) -> list[Finding]:
-        exchange.ledger = None
-        findings: list[Finding] = []
-        try:
-            ledger.route = route
-            if exchange.token is not None:
-                close_ledger(ledger, exchange.token)
-            key = (route,)
-            self._metrics.db_queries.observe(key, ledger.count)
-            self._metrics.db_time.observe(key, ledger.seconds)
-            if ledger.count:
-                findings = ledger.findings(self.rules)
-                if findings:
-                    self.reporter.report(route, findings)
-        except Exception as error:
-            self._errors.record("queries", error)
-        return findings
