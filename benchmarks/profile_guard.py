@@ -63,7 +63,6 @@ def main() -> None:
         probe(totals, timer.watch, "observe", "  budget watch")
     if timer.access_log is not None:
         probe(totals, timer.access_log, "log", "  access log")
-        probe(totals, timer.access_log, "_json_line", "    its JSON line")
     direct = lg_logging.direct_output()
     if direct is not None:
         probe(totals, direct, "ready", "    rule check (DirectOutput.ready)")

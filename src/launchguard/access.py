@@ -49,6 +49,11 @@ _KEYS = (
 _LEVEL_NAMES = ("info", "warning", "error")
 _loaded = sys.modules.get
 
+
+class _NotPlain(Exception):
+    """A value of the line needs the real processors (raised only off the common path)."""
+
+
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -159,22 +164,96 @@ class AccessLog:
         if self._trusted:
             ip = client_ip(exchange.client, exchange.forwarded_for, self._trusted)
         direct = _logging._direct
-        ready: bool | None = False
-        if direct is not None:
-            ready = direct.ready(self._stdlib, levelno, True)
-            if ready:
-                if direct is self._checked or self._plain(direct):
-                    line = self._json_line(
-                        direct, level, exchange, route, path, status, duration_ms, ledger,
-                        error_type, ids, ip,
-                    )  # fmt: skip
-                    if line is not None:
-                        direct.emit(self._stdlib, levelno, line)
-                        return
-            elif ready is False:  # not plain JSON, or not ready at all
-                ready = direct.ready(self._stdlib, levelno)
-            if ready is None:
-                return  # below the logger's level
+        ready = False if direct is None else direct.ready(self._stdlib, levelno, True)
+        if ready is None:
+            return  # below the logger's level
+        if direct is not None and ready and (direct is self._checked or self._plain(direct)):
+            # The line these fields give through structlog and configure()'s JSON renderer, key
+            # for key (DirectOutput.plain_json); _NotPlain when a value needs the real
+            # processors (the redactor would change it, or a float is not finite). Written
+            # here rather than in a method of its own: a call per request costs.
+            try:
+                head = self._heads.get((exchange.method, route)) or self._head(
+                    direct, exchange.method, route
+                )
+                cached = direct.json_strings.get
+                path_json = cached(path) or direct.jsonable(path)
+                if head is None or path_json is None or not -_INF < duration_ms < _INF:
+                    raise _NotPlain
+                request_id = exchange.request_id
+                rid = db = extra = ""
+                if request_id:
+                    if (
+                        exchange.request_id_made and self._hex_plain
+                    ):  # hex: nothing to mask or escape
+                        rid = f', "request_id": "{request_id}"'
+                    else:
+                        value = cached(request_id) or direct.jsonable(request_id)
+                        if value is None:
+                            raise _NotPlain
+                        rid = f', "request_id": {value}'
+                if ledger is not None:
+                    count = ledger.count
+                    try:
+                        db_ms = round(ledger.seconds * 1_000_000) / 1000  # _milliseconds(), inline
+                    except (OverflowError, ValueError):
+                        db_ms = ledger.seconds * 1000
+                    if type(count) is not int or not -_INF < db_ms < _INF:
+                        raise _NotPlain
+                    db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
+                if error_type:
+                    value = cached(error_type) or direct.jsonable(error_type)
+                    if value is None:
+                        raise _NotPlain
+                    extra = f', "error_type": {value}'
+                extra += self._release_json
+                if ids is not None:
+                    trace, span = direct.jsonable(ids[0]), direct.jsonable(ids[1])
+                    if trace is None or span is None:
+                        raise _NotPlain
+                    extra += f', "trace_id": {trace}, "span_id": {span}'
+                if ip is not None:
+                    value = cached(ip) or direct.jsonable(ip)
+                    if value is None:
+                        raise _NotPlain
+                    extra += f', "client_ip": {value}'
+                micros = _time_ns() // 1000  # the timestamp: DirectOutput.timestamp(), inline
+                second = self._second
+                if not second[0] <= micros < second[0] + 1_000_000:
+                    second = self._second = (
+                        micros - micros % 1_000_000,
+                        iso_second(micros // 1_000_000),
+                    )
+                fraction = str(micros)[-6:]  # the microseconds, zero-padded
+                if not self._hex_plain:  # a redactor whose rules could match a timestamp
+                    value = direct.jsonable(
+                        f"{second[1]}Z" if fraction == "000000" else f"{second[1]}.{fraction}Z"
+                    )
+                    if value is None:
+                        raise _NotPlain
+                    timestamp = value
+                elif fraction == "000000":
+                    timestamp = f'"{second[1]}Z"'
+                else:
+                    timestamp = f'"{second[1]}.{fraction}Z"'
+                if not request_id:
+                    context_id = request_id_var.get()
+                    if context_id is not None:
+                        value = cached(context_id) or direct.jsonable(context_id)
+                        if value is None:
+                            raise _NotPlain
+                        timestamp += f', "request_id": {value}'
+                line = (
+                    f'{head}{path_json}, "status": {status}, "duration_ms": {duration_ms!r}'
+                    f"{rid}{db}{extra}{self._tails[level]}{timestamp}}}"
+                )
+            except _NotPlain:
+                pass
+            else:
+                direct.emit(self._stdlib, levelno, line)
+                return
+        if direct is not None and not ready:  # not plain JSON, or not ready at all
+            ready = direct.ready(self._stdlib, levelno)
         method = _LEVEL_NAMES[level]
         fields: dict[str, Any] = {
             "method": exchange.method,
@@ -235,93 +314,6 @@ class AccessLog:
             heads.clear()
         heads[method, route] = head
         return head
-
-    def _json_line(
-        self,
-        direct: DirectOutput,
-        level: int,
-        exchange: Exchange,
-        route: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        ledger: QueryLedger | None,
-        error_type: str,
-        ids: tuple[str, str] | None,
-        ip: str | None,
-    ) -> str | None:
-        """The line the fields above would give through structlog and ``configure()``'s JSON
-        renderer, key for key (``DirectOutput.plain_json``), or None when a value needs the
-        real processors (the redactor would change it, or a float is not finite)."""
-        head = self._heads.get((exchange.method, route)) or self._head(
-            direct, exchange.method, route
-        )
-        cached = direct.json_strings.get
-        path_json = cached(path) or direct.jsonable(path)
-        if head is None or path_json is None or not -_INF < duration_ms < _INF:
-            return None
-        request_id = exchange.request_id
-        rid = db = extra = ""
-        if request_id:
-            if exchange.request_id_made and self._hex_plain:  # hex: nothing to mask or escape
-                rid = f', "request_id": "{request_id}"'
-            else:
-                value = cached(request_id) or direct.jsonable(request_id)
-                if value is None:
-                    return None
-                rid = f', "request_id": {value}'
-        if ledger is not None:
-            count = ledger.count
-            try:
-                db_ms = round(ledger.seconds * 1_000_000) / 1000  # _milliseconds(), inline
-            except (OverflowError, ValueError):
-                db_ms = ledger.seconds * 1000
-            if type(count) is not int or not -_INF < db_ms < _INF:
-                return None
-            db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
-        if error_type:
-            value = cached(error_type) or direct.jsonable(error_type)
-            if value is None:
-                return None
-            extra = f', "error_type": {value}'
-        extra += self._release_json
-        if ids is not None:
-            trace, span = direct.jsonable(ids[0]), direct.jsonable(ids[1])
-            if trace is None or span is None:
-                return None
-            extra += f', "trace_id": {trace}, "span_id": {span}'
-        if ip is not None:
-            value = cached(ip) or direct.jsonable(ip)
-            if value is None:
-                return None
-            extra += f', "client_ip": {value}'
-        micros = _time_ns() // 1000  # the timestamp: DirectOutput.timestamp(), inline
-        second = self._second
-        if not second[0] <= micros < second[0] + 1_000_000:
-            second = self._second = (micros - micros % 1_000_000, iso_second(micros // 1_000_000))
-        fraction = str(micros)[-6:]  # the microseconds, zero-padded
-        if not self._hex_plain:  # a redactor whose rules could match a timestamp
-            value = direct.jsonable(
-                f"{second[1]}Z" if fraction == "000000" else f"{second[1]}.{fraction}Z"
-            )
-            if value is None:
-                return None
-            timestamp = value
-        elif fraction == "000000":
-            timestamp = f'"{second[1]}Z"'
-        else:
-            timestamp = f'"{second[1]}.{fraction}Z"'
-        if not request_id:
-            context_id = request_id_var.get()
-            if context_id is not None:
-                value = cached(context_id) or direct.jsonable(context_id)
-                if value is None:
-                    return None
-                timestamp += f', "request_id": {value}'
-        return (
-            f'{head}{path_json}, "status": {status}, "duration_ms": {duration_ms!r}'
-            f"{rid}{db}{extra}{self._tails[level]}{timestamp}}}"
-        )
 
     def _masked_path(self, path: str) -> str:
         """``path`` (no query string) with secrets masked. Paths the redactor leaves as they are

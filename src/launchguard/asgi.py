@@ -123,6 +123,8 @@ class LaunchGuardMiddleware:
                 exchange.client = self._peer(scope)
                 exchange.forwarded_for = forwarded_for
         rewrite_start = self._rewrite_start
+        rid_header, rid_size = self._rid_header, len(self._rid_header)
+        server_timing = self._server_timing
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -135,8 +137,20 @@ class LaunchGuardMiddleware:
             if kind == "http.response.start":
                 exchange.status = message["status"]
                 exchange.headers = message.get("headers", ())
-                if rewrite_start:
-                    message = self._start_message(message, exchange)
+                if rewrite_start:  # our headers added to a copy (the app's message is its own)
+                    headers = list(exchange.headers)
+                    request_id = exchange.request_id
+                    if request_id:
+                        for name, _ in headers:  # the app's own id header wins (any case)
+                            if len(name) == rid_size and name.lower() == rid_header:
+                                break
+                        else:
+                            headers.append((rid_header, request_id.encode("latin-1")))
+                    if server_timing:
+                        timing = exchange.server_timing()
+                        if timing is not None:
+                            headers.append((b"server-timing", timing.encode()))
+                    message = {**message, "headers": headers}
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
@@ -175,24 +189,6 @@ class LaunchGuardMiddleware:
     def _peer(scope: Scope) -> str | None:
         client = scope.get("client")
         return client[0] if client else None
-
-    def _start_message(self, message: Message, exchange: Exchange) -> Message:
-        """``http.response.start`` with the request id and Server-Timing headers added (a copy;
-        the app's message is not changed)."""
-        rid_header = self._rid_header
-        headers = list(message.get("headers", ()))
-        if exchange.request_id:
-            size = len(rid_header)
-            for name, _ in headers:  # the app's own id header wins (any case)
-                if len(name) == size and name.lower() == rid_header:
-                    break
-            else:
-                headers.append((rid_header, exchange.request_id.encode("latin-1")))
-        if self._server_timing:
-            timing = exchange.server_timing()
-            if timing is not None:
-                headers.append((b"server-timing", timing.encode()))
-        return {**message, "headers": headers}
 
     def _annotate_span(self, scope: Scope, entry_root: str, exchange: Exchange) -> None:
         try:
