@@ -437,11 +437,15 @@ class TestAccessLine:
                 tracer = TracerProvider().get_tracer("test")
                 stack.enter_context(tracer.start_as_current_span("s"))
             direct = run()
+            # Again, with the line's parts now remembered (its start per route, clean paths
+            # and values): the same line.
+            again = run()
             saved, lg_logging._direct = lg_logging._direct, None
             try:
                 slow = run()
             finally:
                 lg_logging._direct = saved
+        assert STAMP.sub("<ts>", again) == STAMP.sub("<ts>", direct)
         return STAMP.sub("<ts>", slow), STAMP.sub("<ts>", direct)
 
     @pytest.mark.parametrize(
