@@ -383,6 +383,32 @@ class TestFastAPI:
         routes = {s["http_route"]: s for s in series(scrape(registry), COUNT)}
         assert set(routes) == {"/api/articles/{slug}", "/admin/users/{user_id}", "/docs"}
 
+    async def test_one_router_included_twice(self, registry: CollectorRegistry) -> None:
+        """The same route object under two prefixes: each request gets its own prefix's
+        template, however the requests alternate (a route's label is remembered per route
+        and FastAPI inclusion)."""
+        app = FastAPI()
+        items = APIRouter()
+
+        @items.get("/items/{item_id}")
+        def item(item_id: int) -> dict[str, int]:
+            return {"id": item_id}
+
+        app.include_router(items, prefix="/v1")
+        app.include_router(items, prefix="/v2")
+        app.add_middleware(
+            LaunchGuardMiddleware, guard=LaunchGuard(service="t", registry=registry, environ={})
+        )
+        for path in ("/v1/items/1", "/v2/items/2", "/v2/items/3", "/v1/items/4", "/v1/items/5"):
+            assert status_of(await call(app, path)) == 200
+        samples = scrape(registry)
+        assert {s["http_route"] for s in series(samples, COUNT)} == {
+            "/v1/items/{item_id}",
+            "/v2/items/{item_id}",
+        }
+        assert value(samples, COUNT, http_route="/v1/items/{item_id}") == 3
+        assert value(samples, COUNT, http_route="/v2/items/{item_id}") == 2
+
     async def test_wrapped_from_outside(self, registry: CollectorRegistry) -> None:
         """``guard.asgi(app)`` outside FastAPI resolves the same templates."""
         app = LaunchGuard(service="test", registry=registry, environ={}).asgi(self.app())
