@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
+
+from .tracing import current_span
 
 __all__ = [
     "current_exchange",
@@ -88,11 +89,12 @@ def valid_request_id(value: str | None) -> bool:
 def trace_ids(span: Any = None) -> tuple[str, str] | None:
     """(trace_id, span_id) of ``span``, else of the active OpenTelemetry span, when
     OpenTelemetry is in use."""
-    trace: Any = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
     try:
-        context = (span if span is not None else trace.get_current_span()).get_span_context()
+        if span is None:
+            span = current_span()  # None at once when there is no span (the common case)
+            if span is None:
+                return None
+        context = span.get_span_context()
     except Exception:
         return None
     if not context.is_valid:
