@@ -169,7 +169,7 @@ class AccessLog:
             return  # below the logger's level
         if direct is not None and ready and (direct is self._checked or self._plain(direct)):
             # The line these fields give through structlog and configure()'s JSON renderer, key
-            # for key (DirectOutput.plain_json); _NotPlain when a value needs the real
+            # for key (DirectOutput.ready's plain_json); _NotPlain when a value needs the real
             # processors (the redactor would change it, or a float is not finite). Written
             # here rather than in a method of its own: a call per request costs.
             try:
@@ -183,9 +183,7 @@ class AccessLog:
                 request_id = exchange.request_id
                 rid = db = extra = ""
                 if request_id:
-                    if (
-                        exchange.request_id_made and self._hex_plain
-                    ):  # hex: nothing to mask or escape
+                    if exchange.request_id_made and self._hex_plain:  # hex: nothing to mask
                         rid = f', "request_id": "{request_id}"'
                     else:
                         value = cached(request_id) or direct.jsonable(request_id)

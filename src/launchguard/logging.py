@@ -394,7 +394,7 @@ class DirectOutput:
         self._renderer = renderer
         self._json = json
         self._root = logging.getLogger()
-        self._stamp: tuple[int, str, bool] = (-(10**7), "", False)
+        self._stamp: tuple[int, str] = (-(10**7), "")
         #: Keys known to be plain, non-sensitive strings -> their JSON form with ": ".
         self._keys: dict[str, str] = {}
         #: Event layouts seen (their keys) -> their templates (None: no template applies).
@@ -428,8 +428,10 @@ class DirectOutput:
     def ready(self, logger: logging.Logger, levelno: int, plain_json: bool = False) -> bool | None:
         """Whether a line at ``levelno`` on ``logger`` may be written directly (the rule in the
         class docstring); None when the level drops it (nothing is to be written). With
-        ``plain_json``, also whether :meth:`plain_json` holds (one call for a caller's common
-        case: False then means either does not)."""
+        ``plain_json``, also whether the output is JSON with no ``structlog.contextvars`` value
+        bound: then a line is its fields plus ``event``, ``logger``, ``level``, ``timestamp``
+        (and the request and trace ids of the context when the fields lack them), rendered as
+        ``json.dumps`` would (False then means either does not hold)."""
         config = _STRUCTLOG_CONFIG
         if (
             config is None
@@ -470,21 +472,10 @@ class DirectOutput:
             return False
         if not plain_json:
             return True
-        variables = _STRUCTLOG_VARS  # plain_json(), inline
+        variables = _STRUCTLOG_VARS
         return self._json and (
             variables is not None
             and (not variables or all(var.get() is Ellipsis for var in list(variables.values())))
-        )
-
-    def plain_json(self) -> bool:
-        """JSON output and no ``structlog.contextvars`` value bound: a line is its fields plus
-        ``event``, ``logger``, ``level``, ``timestamp`` (and the request and trace ids of the
-        context when the fields lack them), rendered as ``json.dumps`` would."""
-        if not self._json:
-            return False
-        variables = _STRUCTLOG_VARS
-        return variables is not None and (
-            not variables or all(var.get() is Ellipsis for var in list(variables.values()))
         )
 
     def plain(self, keys: Sequence[str], values: Sequence[str]) -> bool:
@@ -635,26 +626,11 @@ class DirectOutput:
         fraction = str(micros)[-6:]  # the microseconds, zero-padded
         return f"{stamp[1]}Z" if fraction == "000000" else f"{stamp[1]}.{fraction}Z"
 
-    def timestamp_json(self) -> str | None:
-        """:meth:`timestamp` as a JSON string if the redactor provably leaves timestamps
-        unchanged (``Redactor.leaves_alphabet``), else None (then use :meth:`jsonable`)."""
-        micros = time.time_ns() // 1000
-        stamp = self._stamp
-        if not stamp[0] <= micros < stamp[0] + 1_000_000:
-            stamp = self._stamp = self._new_second(micros)
-        if not stamp[2]:
-            return None
-        fraction = str(micros)[-6:]
-        return f'"{stamp[1]}Z"' if fraction == "000000" else f'"{stamp[1]}.{fraction}Z"'
-
-    def _new_second(self, micros: int) -> tuple[int, str, bool]:
+    def _new_second(self, micros: int) -> tuple[int, str]:
         """The second ``micros`` (microseconds since the epoch) falls in: its first
-        microsecond, its ISO text, and whether the redactor leaves timestamps unchanged."""
+        microsecond and its ISO text."""
         seconds = micros // 1_000_000
-        text = iso_second(seconds)
-        if self._redactor is None:
-            self._resolve()
-        return seconds * 1_000_000, text, bool(self._safe)
+        return seconds * 1_000_000, iso_second(seconds)
 
     def leaves_safe_alphabet(self) -> bool:
         """Whether the redactor provably leaves strings of digits, lower-case hex letters and
