@@ -187,9 +187,7 @@ class RequestTimer:
                 or not valid_request_id(request_id)
                 or (self.redact is not None and self.redact(request_id) != request_id)
             ):
-                # None, malformed, or shaped like a secret: a new one (new_request_id(), its
-                # common case inline: the next id of the current batch)
-                request_id = next(context._ids, None) or new_request_id()
+                request_id = new_request_id()  # none, malformed, or shaped like a secret
                 exchange.request_id_made = True
             exchange.request_id = request_id
             exchange.rid_token = request_id_var.set(request_id)
@@ -241,15 +239,8 @@ class RequestTimer:
             exchange.ledger = None
             try:
                 ledger.route = route
-                opened = exchange.token
-                if opened is not None:  # close_ledger(), inline when nobody else wants it
-                    if isinstance(opened.old_value, QueryLedger) or queries._listeners:
-                        close_ledger(ledger, opened)
-                    else:
-                        try:
-                            ledger_var.reset(opened)
-                        except ValueError:  # closed from another context
-                            pass
+                if exchange.token is not None:
+                    close_ledger(ledger, exchange.token)
                 self._queries_observe(route, ledger.count, ledger.seconds)
                 if ledger.count:
                     findings = ledger.findings(self.rules)
