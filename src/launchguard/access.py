@@ -57,6 +57,15 @@ class _NotPlain(Exception):
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _json(direct: DirectOutput, value: str) -> str:
+    """``value`` as the JSON string ``direct`` would write; _NotPlain if the redactor would
+    change it."""
+    encoded = direct.json_strings.get(value) or direct.jsonable(value)
+    if encoded is None:
+        raise _NotPlain
+    return encoded
+
+
 def _milliseconds(seconds: float) -> float:
     """``seconds`` in milliseconds to three decimals (``round(seconds * 1000, 3)``, three
     times faster); infinities and NaN stay as they are."""
@@ -176,8 +185,7 @@ class AccessLog:
                 head = self._heads.get((exchange.method, route)) or self._head(
                     direct, exchange.method, route
                 )
-                cached = direct.json_strings.get
-                path_json = cached(path) or direct.jsonable(path)
+                path_json = direct.json_strings.get(path) or direct.jsonable(path)
                 if head is None or path_json is None or not -_INF < duration_ms < _INF:
                     raise _NotPlain
                 request_id = exchange.request_id
@@ -186,10 +194,7 @@ class AccessLog:
                     if exchange.request_id_made and self._hex_plain:  # hex: nothing to mask
                         rid = f', "request_id": "{request_id}"'
                     else:
-                        value = cached(request_id) or direct.jsonable(request_id)
-                        if value is None:
-                            raise _NotPlain
-                        rid = f', "request_id": {value}'
+                        rid = f', "request_id": {_json(direct, request_id)}'
                 if ledger is not None:
                     count = ledger.count
                     try:
@@ -200,21 +205,13 @@ class AccessLog:
                         raise _NotPlain
                     db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
                 if error_type:
-                    value = cached(error_type) or direct.jsonable(error_type)
-                    if value is None:
-                        raise _NotPlain
-                    extra = f', "error_type": {value}'
+                    extra = f', "error_type": {_json(direct, error_type)}'
                 extra += self._release_json
                 if ids is not None:
-                    trace, span = direct.jsonable(ids[0]), direct.jsonable(ids[1])
-                    if trace is None or span is None:
-                        raise _NotPlain
+                    trace, span = _json(direct, ids[0]), _json(direct, ids[1])
                     extra += f', "trace_id": {trace}, "span_id": {span}'
                 if ip is not None:
-                    value = cached(ip) or direct.jsonable(ip)
-                    if value is None:
-                        raise _NotPlain
-                    extra += f', "client_ip": {value}'
+                    extra += f', "client_ip": {_json(direct, ip)}'
                 micros = _time_ns() // 1000  # the timestamp: DirectOutput.timestamp(), inline
                 second = self._second
                 if not second[0] <= micros < second[0] + 1_000_000:
@@ -224,12 +221,7 @@ class AccessLog:
                     )
                 fraction = str(micros)[-6:]  # the microseconds, zero-padded
                 if not self._hex_plain:  # a redactor whose rules could match a timestamp
-                    value = direct.jsonable(
-                        f"{second[1]}Z" if fraction == "000000" else f"{second[1]}.{fraction}Z"
-                    )
-                    if value is None:
-                        raise _NotPlain
-                    timestamp = value
+                    timestamp = _json(direct, direct.timestamp())
                 elif fraction == "000000":
                     timestamp = f'"{second[1]}Z"'
                 else:
@@ -237,10 +229,7 @@ class AccessLog:
                 if not request_id:
                     context_id = request_id_var.get()
                     if context_id is not None:
-                        value = cached(context_id) or direct.jsonable(context_id)
-                        if value is None:
-                            raise _NotPlain
-                        timestamp += f', "request_id": {value}'
+                        timestamp += f', "request_id": {_json(direct, context_id)}'
                 line = (
                     f'{head}{path_json}, "status": {status}, "duration_ms": {duration_ms!r}'
                     f"{rid}{db}{extra}{self._tails[level]}{timestamp}}}"
