@@ -15,6 +15,7 @@ import yaml
 from .helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+SHOW_STATIC = "import launchguard._portal.app as a; print(a.STATIC_DIR, *a.STATIC_FILES)"
 
 
 @pytest.mark.slow
@@ -46,6 +47,51 @@ def test_demo_once_reports_what_the_guard_saw() -> None:
     assert "header lint on /static/{filename}" not in done.stdout
     assert "/readyz  -> 200" in done.stdout
     assert not [name for name in lines if "wp-login" in name or ".env" in name]
+
+
+@pytest.mark.slow
+def test_demo_runs_from_the_built_wheel(tmp_path: Path) -> None:
+    """The wheel carries the demo portal and everything it reads: built here (hatchling, no
+    network), unpacked, and run from outside the checkout, as after ``pip install launchguard``.
+    """
+    built = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+            *("--quiet", "--wheel-dir", str(tmp_path / "dist"), str(ROOT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("launchguard-*.whl")
+    site = tmp_path / "site"
+    shutil.unpack_archive(wheel, site, format="zip")
+    assert (site / "launchguard" / "_portal" / "static").is_dir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", SHOW_STATIC],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    static = site / "launchguard" / "_portal" / "static"
+    assert where.stdout.split() == [str(static), "app.3f9a1c.css"], where
+    demo = ("demo", "--once", "--rounds", "1", "--port", str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "launchguard.cli", *demo],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("GET ")}
+    assert "/static/{filename}" in lines
+    assert "N+1 QUERIES" in lines["/api/invoices/n-plus-one"]
 
 
 def launchguard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -292,7 +292,13 @@ def promo() -> HTMLResponse:
     return response
 
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "flask_portal" / "static"
+# The Flask portal's assets: next to this file in an installed wheel (launchguard/_portal/static),
+# in the Flask example's folder in a source checkout.
+_HERE = Path(__file__).resolve().parent
+STATIC_DIR = next(
+    (d for d in (_HERE / "static", _HERE.parent / "flask_portal" / "static") if d.is_dir()),
+    _HERE / "static",
+)
 STATIC_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
 
 
