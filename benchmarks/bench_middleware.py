@@ -82,24 +82,47 @@ def full_guard() -> Any:
     return LaunchGuard(service="bench", release="bench-1", registry=CollectorRegistry(), environ={})
 
 
-def structlog_path_guard() -> Any:
-    """``full_guard()`` whose access log always goes through structlog and ``configure()``'s
-    stdlib pipeline, as every line did before the direct writer: the same bytes, for comparison."""
-    import launchguard.logging as lg_logging
+class _StructlogPath:
+    """Around an app with ``full_guard()``: while a request runs, every access-log line goes
+    through structlog and ``configure()``'s stdlib pipeline, as every line did before the direct
+    writer (the same bytes), for comparison. It switches the direct writer off and on around the
+    call instead of replacing a method, so it works on a compiled build too; the switch itself
+    costs two module attribute writes per request."""
 
-    guard = full_guard()
-    access = guard.timer.access_log
-    log = access.log
+    def __init__(self, app: Any) -> None:
+        import launchguard.logging as lg_logging
 
-    def through_structlog(*args: Any) -> None:
-        direct, lg_logging._direct = lg_logging._direct, None
+        self.app = app
+        self.logging = lg_logging
+
+    def off(self) -> Any:
+        direct, self.logging._direct = self.logging._direct, None
+        return direct
+
+
+class StructlogPathAsgi(_StructlogPath):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        direct = self.off()
         try:
-            log(*args)
+            await self.app(scope, receive, send)
         finally:
-            lg_logging._direct = direct
+            self.logging._direct = direct
 
-    access.log = through_structlog
-    return guard
+
+class StructlogPathWsgi(_StructlogPath):
+    """The WSGI one keeps the switch off until the body is closed (the line is written then)."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        direct = self.off()
+        try:
+            body = self.app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        finally:
+            self.logging._direct = direct
 
 
 # ----------------------------------------------------------------------------- ASGI
@@ -244,8 +267,8 @@ def asgi_variants(make: Any = starlette_app, routes: int = 1, peers: bool = True
         ),
     }
     if peers:
-        variants["launchguard full, log via structlog"] = make(
-            [Middleware(LaunchGuardMiddleware, guard=structlog_path_guard())], routes=routes
+        variants["launchguard full, log via structlog"] = StructlogPathAsgi(
+            make([Middleware(LaunchGuardMiddleware, guard=full_guard())], routes=routes)
         )
     from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -390,7 +413,8 @@ def wsgi_variants() -> dict[str, Any]:
     full = flask_app()
     init_app(full, full_guard())
     before = flask_app()
-    init_app(before, structlog_path_guard())
+    init_app(before, full_guard())
+    before.wsgi_app = StructlogPathWsgi(before.wsgi_app)  # type: ignore[method-assign]
     pfe = flask_app()
     PrometheusMetrics(pfe, registry=CollectorRegistry())
     return {
