@@ -399,6 +399,7 @@ class TestAccessLine:
         request_id: str = "2929c6e2c8b2a2c3ad9f3ff2ca2ff697",
         context_id: str | None = None,
         queries: int | None = 2,
+        db_seconds: float = 0.0042,
         span: bool = False,
         redactor: Redactor | None = None,
         made: bool = False,
@@ -420,7 +421,7 @@ class TestAccessLine:
         ledger = None
         if queries is not None:
             ledger = QueryLedger()
-            ledger.count, ledger.seconds = queries, 0.0042
+            ledger.count, ledger.seconds = queries, db_seconds
 
         def run() -> str:
             token = request_id_var.set(context_id) if context_id is not None else None
@@ -464,6 +465,9 @@ class TestAccessLine:
             {"status": 404},
             {"seconds": 2.5},
             {"seconds": float("inf")},
+            {"seconds": float("nan")},
+            {"db_seconds": float("inf")},
+            {"db_seconds": float("nan"), "seconds": 1e300},
             {"status": Status.OK},
             {"route": Text("/x")},
             {"route": 'a"b\\c'},

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AccessLog", "client_ip"]
 
-_INF = float("inf")
 #: Every key an access-log line can have, and its constant values (for DirectOutput.plain).
 _KEYS = (
     "method", "route", "path", "status", "duration_ms", "request_id", "db_queries", "db_ms",
@@ -161,10 +160,12 @@ class AccessLog:
             path = self._masked_path(path)
         if type(route) is not str:
             route = str(route)
+        finite = True  # round() raises for inf and NaN, and gives a finite float otherwise
         try:
             duration_ms = round(seconds * 1_000_000) / 1000  # _milliseconds(), inline
         except (OverflowError, ValueError):
             duration_ms = seconds * 1000
+            finite = False
         # The request's span, taken when it arrived: a WSGI body may be closed in another
         # context than the one the request started in.
         span = exchange.span
@@ -186,7 +187,7 @@ class AccessLog:
                     direct, exchange.method, route
                 )
                 path_json = direct.json_strings.get(path) or direct.jsonable(path)
-                if head is None or path_json is None or not -_INF < duration_ms < _INF:
+                if head is None or path_json is None or not finite:
                     raise _NotPlain
                 request_id = exchange.request_id
                 rid = db = extra = ""
@@ -200,8 +201,8 @@ class AccessLog:
                     try:
                         db_ms = round(ledger.seconds * 1_000_000) / 1000  # _milliseconds(), inline
                     except (OverflowError, ValueError):
-                        db_ms = ledger.seconds * 1000
-                    if type(count) is not int or not -_INF < db_ms < _INF:
+                        raise _NotPlain from None  # not finite: the real renderer writes it
+                    if type(count) is not int:
                         raise _NotPlain
                     db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
                 if error_type:
