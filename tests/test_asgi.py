@@ -124,6 +124,27 @@ class TestRecording:
         assert value(samples, COUNT, http_route="/orgs/{org}/users/{user_id}") == 2
         assert not [s for s in series(samples, COUNT) if "acme" in s["http_route"]]
 
+    async def test_many_mount_prefixes_stay_bounded(
+        self, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each organisation's prefix is remembered with the route, up to a bound; past it the
+        memory starts again and every label stays the template."""
+        from launchguard import routes
+
+        monkeypatch.setattr(routes, "_MAX_KNOWN_ROUTES", 8)
+        app = guarded(registry)
+        for i in range(30):
+            await call(app, f"/orgs/org{i}/users/{i}")
+            await call(app, "/items/1")
+        assert len(app._routes._by_route) <= 8
+        samples = scrape(registry)
+        assert value(samples, COUNT, http_route="/orgs/{org}/users/{user_id}") == 30
+        assert value(samples, COUNT, http_route="/items/{item_id}") == 30
+        assert {s["http_route"] for s in series(samples, COUNT)} == {
+            "/orgs/{org}/users/{user_id}",
+            "/items/{item_id}",
+        }
+
     async def test_mounted_plain_app_is_labelled_with_path_placeholder(
         self, registry: CollectorRegistry
     ) -> None:

@@ -147,10 +147,10 @@ class AsgiRoutes:
         self._param_mounts: list[tuple[re.Pattern[str], str]] | None = None
         self._endpoints: dict[int, tuple[Any, str]] | None = None
         self._endpoint_misses = 0
-        #: id(route object) -> (the route, root_path, the guard's root_path, FastAPI's route
-        #: context or None, its label): a route's label is worked out once (bounded; the route
-        #: and context are kept so the ids stay theirs).
-        self._by_route: dict[int, tuple[Any, str, str, Any, str]] = {}
+        #: (id(route object), root_path, the guard's root_path, id(FastAPI's route context or
+        #: None)) -> (the route, the context, its label): a route's label is worked out once
+        #: (bounded; the route and context are kept, so no other object can take their ids).
+        self._by_route: dict[tuple[int, Any, str, int], tuple[Any, Any, str]] = {}
 
     def note_app(self, scope: Mapping[str, Any]) -> None:
         """Remember the outermost routed app (``add_middleware`` sees it in the scope)."""
@@ -174,15 +174,10 @@ class AsgiRoutes:
         # FastAPI >= 0.16x keeps the included router's full path in its own part of the scope,
         # on a context object made once per inclusion.
         context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
-        known = self._by_route.get(id(route))
-        if (
-            known is not None
-            and known[0] is route
-            and known[1] == root
-            and known[2] == entry_root
-            and known[3] is context
-        ):
-            return known[4]
+        key = (id(route), root, entry_root, id(context))
+        known = self._by_route.get(key)
+        if known is not None:
+            return known[2]
         template = None if context is None else getattr(context, "path_format", None)
         if not template:
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -195,8 +190,9 @@ class AsgiRoutes:
         if root != entry_root:
             template = self._mount_prefix(root[len(entry_root) :]) + template
         label = self.labels.admit(template)
-        if len(self._by_route) < _MAX_KNOWN_ROUTES:
-            self._by_route[id(route)] = (route, root, entry_root, context, label)
+        if len(self._by_route) >= _MAX_KNOWN_ROUTES:  # many mount prefixes: start again
+            self._by_route.clear()
+        self._by_route[key] = (route, context, label)
         return label
 
     def _endpoint_template(self, endpoint: Any) -> str | None:
