@@ -278,18 +278,42 @@ class TestRule:
             assert not out.direct.write(logging.getLogger(ACCESS), "info", "request", {})
 
     def test_handler_below_root(self, out: Output) -> None:
-        """A handler on an ancestor, or propagation off: structlog path."""
+        """A handler on an ancestor, or propagation off: structlog path (also after a line
+        went directly, when the way up is remembered)."""
+        assert self.write(out)
         parent = logging.getLogger("launchguard")
         parent.addHandler(logging.NullHandler())
         try:
             assert not self.write(out)
         finally:
             parent.handlers.clear()
+        assert self.write(out)
         parent.propagate = False
         assert not self.write(out)
+        parent.propagate = True
+        assert self.write(out)
+        logging.getLogger(ACCESS).propagate = False
+        assert not self.write(out)
+
+    def test_new_logger_between(self, out: Output) -> None:
+        """A logger made later between a logger and the root becomes its parent: its handler
+        is seen although the way up was remembered without it."""
+        name = "lg_test_new_between.a.b"
+        logger = logging.getLogger(name)
+        with only_configured_handler():
+            assert out.direct.write(logger, "info", "e", {})
+            middle = logging.getLogger("lg_test_new_between.a")
+            assert logger.parent is middle
+            middle.addHandler(logging.NullHandler())
+            try:
+                assert not out.direct.write(logger, "info", "e", {})
+            finally:
+                middle.handlers.clear()
+            assert out.direct.write(logger, "info", "e", {})
 
     def test_filters(self, out: Output) -> None:
         """A filter on the logger or the handler: structlog path."""
+        assert self.write(out)
         access = logging.getLogger(ACCESS)
         access.addFilter(logging.Filter())
         try:
@@ -312,6 +336,7 @@ class TestRule:
 
     def test_structlog_reconfigured(self, out: Output) -> None:
         """structlog.configure(...) after configure(): structlog path."""
+        assert self.write(out)
         structlog.configure(processors=[structlog.processors.JSONRenderer()])
         assert not self.write(out)
 
@@ -322,6 +347,7 @@ class TestRule:
         def patched(self: logging.Logger, record: logging.LogRecord) -> None:
             original(self, record)
 
+        assert self.write(out)
         monkeypatch.setattr(logging.Logger, "callHandlers", patched)
         assert not self.write(out)
 
