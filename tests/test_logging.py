@@ -77,6 +77,35 @@ class TestRequestId:
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         assert body == b"abc-123"
 
+    @pytest.mark.parametrize("name", [b"x-request-id", b"X-Request-ID", b"X-REQUEST-ID"])
+    async def test_app_own_id_header_wins(self, registry: CollectorRegistry, name: bytes) -> None:
+        """An app that sets the id header itself (in any case) keeps it, and gets no second one;
+        other headers are not mistaken for it."""
+
+        async def own(scope: Any, receive: Any, send: Any) -> None:
+            headers = [(b"x-request-idx", b"no"), (name, b"app-1"), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+
+        guarded = LaunchGuard(registry=registry, environ={}).asgi(own)
+        messages = await call(guarded, "/")
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        ids = [v for k, v in start["headers"] if k.lower() == b"x-request-id"]
+        assert ids == [b"app-1"]
+
+    async def test_id_header_added_after_lookalikes(self, registry: CollectorRegistry) -> None:
+        """Headers that only look like the id header (longer, shorter) do not stop ours."""
+
+        async def lookalikes(scope: Any, receive: Any, send: Any) -> None:
+            headers = [(b"x-request-idx", b"no"), (b"x-request-i", b"no")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+
+        guarded = LaunchGuard(registry=registry, environ={}).asgi(lookalikes)
+        echoed = response_header(await call(guarded, "/"), b"x-request-id")
+        assert echoed is not None
+        assert len(echoed) == 32
+
     @pytest.mark.parametrize(
         "bad", [b"", b"x" * 129, b"evil\xff", b"a b", b"<script>", GITHUB.encode()]
     )

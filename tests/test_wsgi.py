@@ -213,3 +213,40 @@ class TestWerkzeug:
         assert (response.status_code, response.data) == (200, b"hi /x")
         response.close()  # a server closes the body; recording happens then
         assert value(scrape(registry), COUNT, http_route="__unmatched__") == 1
+
+
+class TestRequestIdHeader:
+    @staticmethod
+    def headers_sent(app: Any) -> list[tuple[str, str]]:
+        sent: list[tuple[str, str]] = []
+
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            sent.extend(headers)
+            return lambda data: None
+
+        body = app(environ(), start_response)
+        list(body)
+        return sent
+
+    @pytest.mark.parametrize("name", ["X-Request-ID", "x-request-id", "X-REQUEST-ID"])
+    def test_app_own_id_header_wins(self, registry: CollectorRegistry, name: str) -> None:
+        """An app that sets the id header itself (in any case) keeps it and gets no second."""
+
+        def app(env: Any, start_response: Any) -> Iterable[bytes]:
+            start_response("200 OK", [("X-Request-IDx", "no"), (name, "app-1")])
+            return [b""]
+
+        sent = self.headers_sent(guard(registry).wsgi(app))
+        assert [v for k, v in sent if k.lower() == "x-request-id"] == ["app-1"]
+
+    def test_id_header_added_after_lookalikes(self, registry: CollectorRegistry) -> None:
+        """Headers that only look like the id header do not stop the guard's."""
+
+        def app(env: Any, start_response: Any) -> Iterable[bytes]:
+            start_response("200 OK", [("X-Request-IDx", "no"), ("X-Request-I", "no")])
+            return [b""]
+
+        sent = self.headers_sent(guard(registry).wsgi(app))
+        ids = [v for k, v in sent if k.lower() == "x-request-id"]
+        assert len(ids) == 1
+        assert len(ids[0]) == 32

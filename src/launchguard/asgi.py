@@ -16,6 +16,7 @@ message goes to the server as the app sends it.
 from __future__ import annotations
 
 import asyncio
+from operator import itemgetter, methodcaller
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from ._guard import LaunchGuard
 
 __all__ = ["LaunchGuardMiddleware"]
+
+#: A header's name, and its lower-case form (both in C, over a whole header list).
+_name = itemgetter(0)
+_lower = methodcaller("lower")
 
 # What a request header read per request is, beyond the FLAG_* bits (all below _REQUEST_ID).
 _REQUEST_ID = 8
@@ -123,7 +128,7 @@ class LaunchGuardMiddleware:
                 exchange.client = self._peer(scope)
                 exchange.forwarded_for = forwarded_for
         rewrite_start = self._rewrite_start
-        rid_header, rid_size = self._rid_header, len(self._rid_header)
+        rid_header = self._rid_header
         server_timing = self._server_timing
 
         async def guarded_receive() -> Message:
@@ -140,12 +145,9 @@ class LaunchGuardMiddleware:
                 if rewrite_start:  # our headers added to a copy (the app's message is its own)
                     headers = list(exchange.headers)
                     request_id = exchange.request_id
-                    if request_id:
-                        for name, _ in headers:  # the app's own id header wins (any case)
-                            if len(name) == rid_size and name.lower() == rid_header:
-                                break
-                        else:
-                            headers.append((rid_header, request_id.encode("latin-1")))
+                    # the app's own id header wins (any case)
+                    if request_id and rid_header not in map(_lower, map(_name, headers)):
+                        headers.append((rid_header, request_id.encode("latin-1")))
                     if server_timing:
                         timing = exchange.server_timing()
                         if timing is not None:
