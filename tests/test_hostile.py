@@ -96,6 +96,33 @@ class TestThroughTheMiddleware:
         }
         assert routes <= {"/hello/{name}", "__unmatched__"}
 
+    def test_repeated_id_header_last_wins(self) -> None:
+        """A repeated X-Request-ID: the last one is kept and echoed."""
+        guarded = app(CollectorRegistry())
+        headers = [(b"x-request-id", b"first"), (b"accept", b"*/*"), (b"x-request-id", b"last")]
+        messages = asyncio.run(call(guarded, "/hello/x", headers=headers))
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        assert [v for k, v in start["headers"] if k == b"x-request-id"] == [b"last"]
+
+    def test_malformed_header_items(self) -> None:
+        """Header items that are not (name, value) pairs reach the app as they are; the guard
+        reads no header then and still records the request."""
+        seen: list[Any] = []
+
+        async def raw(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["headers"])
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        registry = CollectorRegistry()
+        guarded = LaunchGuard(registry=registry, environ={}).asgi(raw)
+        odd = [(b"host", b"x", b"extra"), (b"cookie",)]
+        messages = asyncio.run(call(guarded, "/", headers=odd))
+        assert status_of(messages) == 204
+        assert seen == [odd]
+        counts = series(scrape(registry), "http_server_request_duration_seconds_count")
+        assert [s["http_response_status_code"] for s in counts] == ["204"]
+
     def test_invalid_utf8_and_huge_inputs(self) -> None:
         """Invalid UTF-8 raw paths, a 64 KB path, a 1 MB header and repeated ids are handled."""
         registry = CollectorRegistry()
