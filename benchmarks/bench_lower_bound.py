@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--chunks", type=int, default=None)
+    parser.add_argument("--only", default="asgi,wsgi")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 21)
     n = args.requests or (300 if args.quick else 3000)
@@ -263,6 +264,14 @@ def main() -> None:
         f"- {rounds} rounds x {n} requests per variant; each round in {chunks} chunks, the "
         f"variants in a fresh random order in each chunk; clock: cpu time"
     )
+    if "asgi" in args.only:
+        asgi(rounds, n, chunks)
+    if "wsgi" in args.only:
+        wsgi(rounds, n, chunks)
+    print(f"\n- load average at the end {h.load_average()}")
+
+
+def asgi(rounds: int, n: int, chunks: int) -> None:
     result = h.interleave(asgi_variants(), bm.time_asgi, rounds, n, chunks=chunks)
     h.table(
         "ASGI (Starlette, one route)",
@@ -273,6 +282,9 @@ def main() -> None:
             ("launchguard full", SKELETON),
         ],
     )
+
+
+def wsgi(rounds: int, n: int, chunks: int) -> None:
     result = h.interleave(wsgi_variants(), bm.time_wsgi, rounds, n, chunks=chunks)
     h.table(
         "WSGI (Flask, one route)",
@@ -283,7 +295,6 @@ def main() -> None:
             ("launchguard full", SKELETON),
         ],
     )
-    print(f"\n- load average at the end {h.load_average()}")
 
 
 if __name__ == "__main__":

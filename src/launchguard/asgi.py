@@ -100,21 +100,20 @@ class LaunchGuardMiddleware:
         flags = 0
         wanted = self._wanted
         if wanted:
-            try:  # name -> value, the last of a repeated header (as before), built in C
-                sent = dict(scope.get("headers", ()))
-            except (TypeError, ValueError):  # not (name, value) pairs: the app will say
-                sent = {}
-            for name in sent.keys() & wanted.keys():  # usually none or one
-                kind = wanted[name]
-                value = sent[name]
-                if kind < _REQUEST_ID:
-                    flags |= kind
-                elif kind == _REQUEST_ID:
-                    incoming_id = value.decode("latin-1")
-                elif kind == _FORWARDED_FOR:
-                    forwarded_for = value.decode("latin-1")
-                else:
-                    proto = value
+            try:
+                for name, value in scope.get("headers", ()):
+                    kind = wanted.get(name)
+                    if kind is not None:
+                        if kind < _REQUEST_ID:
+                            flags |= kind
+                        elif kind == _REQUEST_ID:
+                            incoming_id = value.decode("latin-1")
+                        elif kind == _FORWARDED_FOR:
+                            forwarded_for = value.decode("latin-1")
+                        else:
+                            proto = value
+            except (AttributeError, TypeError, ValueError):  # not pairs of bytes: the app says
+                pass
         exchange = self._timer.begin(scope["method"], incoming_id)
         exchange.path = path
         if self._lint:
