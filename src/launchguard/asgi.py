@@ -16,7 +16,6 @@ message goes to the server as the app sends it.
 from __future__ import annotations
 
 import asyncio
-from operator import itemgetter, methodcaller
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -30,10 +29,6 @@ if TYPE_CHECKING:
     from ._guard import LaunchGuard
 
 __all__ = ["LaunchGuardMiddleware"]
-
-#: A header's name, and its lower-case form (both in C, over a whole header list).
-_name = itemgetter(0)
-_lower = methodcaller("lower")
 
 # What a request header read per request is, beyond the FLAG_* bits (all below _REQUEST_ID).
 _REQUEST_ID = 8
@@ -131,7 +126,7 @@ class LaunchGuardMiddleware:
                 exchange.client = self._peer(scope)
                 exchange.forwarded_for = forwarded_for
         rewrite_start = self._rewrite_start
-        rid_header = self._rid_header
+        rid_header, rid_size = self._rid_header, len(self._rid_header)
         server_timing = self._server_timing
 
         async def guarded_receive() -> Message:
@@ -148,9 +143,12 @@ class LaunchGuardMiddleware:
                 if rewrite_start:  # our headers added to a copy (the app's message is its own)
                     headers = list(exchange.headers)
                     request_id = exchange.request_id
-                    # the app's own id header wins (any case)
-                    if request_id and rid_header not in map(_lower, map(_name, headers)):
-                        headers.append((rid_header, request_id.encode("latin-1")))
+                    if request_id:
+                        for name, _ in headers:  # the app's own id header wins (any case)
+                            if len(name) == rid_size and name.lower() == rid_header:
+                                break
+                        else:
+                            headers.append((rid_header, request_id.encode("latin-1")))
                     if server_timing:
                         timing = exchange.server_timing()
                         if timing is not None:

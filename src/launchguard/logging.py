@@ -287,12 +287,6 @@ _StreamHandler = logging.StreamHandler
 _logger_methods = attrgetter("_log", "makeRecord", "handle", "callHandlers")
 _handler_methods = attrgetter("handle", "format")
 _stream_methods = attrgetter("emit", "flush")
-#: structlog's configuration as DirectOutput.ready compares it, in one call.
-_config_state = attrgetter(
-    "logger_factory", "default_processors", "default_wrapper_class", "default_context_class"
-)
-#: A logger's own part of the way up to the root: its handlers, propagation and parent.
-_node_state = attrgetter("handlers", "propagate", "parent")
 
 
 def _stdlib_methods() -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
@@ -386,34 +380,20 @@ class DirectOutput:
         renderer: Any,
         json: bool,
     ) -> None:
+        self._processors = list(processors)
         self._shared = tuple(processors[1:-1])
+        self._factory = factory
         self._handler = handler
+        self._handlers = [handler]
+        self._filters = list(handler.filters)
         self._formatter = formatter
-        #: What ready() compares, each in one tuple comparison (copies of the lists, so a
-        #: change in place is seen): structlog's configuration (``_config_state``), and the
-        #: stdlib methods, the root's handlers, the handler's filters and formatter and the
-        #: formatter's processors. None when a stdlib method was replaced before we looked.
-        self._config = (factory, list(processors), structlog.stdlib.BoundLogger, dict)
-        self._settled: tuple[Any, ...] | None = (
-            None
-            if _STDLIB_METHODS is None
-            else (
-                *_STDLIB_METHODS,
-                [handler],
-                list(handler.filters),
-                formatter,
-                list(formatter.processors),
-            )
-        )
+        self._formatter_processors = list(formatter.processors)
         self._redacting = redacting
         self._redactor: Redactor | None = None  # the processor's, once it is needed
         self._safe = ""
         self._renderer = renderer
         self._json = json
         self._root = logging.getLogger()
-        #: Per logger, its ancestors below the root and the state (handlers, propagate, parent)
-        #: each had when a line last walked them: while they are the same, no walk.
-        self._chains: dict[logging.Logger, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
         self._stamp: tuple[int, str] = (-(10**7), "")
         #: Keys known to be plain, non-sensitive strings -> their JSON form with ": ".
         self._keys: dict[str, str] = {}
@@ -453,45 +433,43 @@ class DirectOutput:
         (and the request and trace ids of the context when the fields lack them), rendered as
         ``json.dumps`` would (False then means either does not hold)."""
         config = _STRUCTLOG_CONFIG
-        if config is None or _config_state(config) != self._config:
+        if (
+            config is None
+            or config.logger_factory is not self._factory
+            or config.default_processors != self._processors
+            or config.default_wrapper_class is not structlog.stdlib.BoundLogger
+            or config.default_context_class is not dict
+        ):
             return False
         if not logger.isEnabledFor(levelno):
             return None  # filter_by_level drops it
-        handler = self._handler
+        methods = _STDLIB_METHODS
         if (
             logger.filters
             or type(logger) not in _LOGGER_TYPES
-            or levelno < handler.level
-            or (
-                _logger_methods(_Logger),
-                _handler_methods(_Handler),
-                _stream_methods(_StreamHandler),
-                self._root.handlers,
-                handler.filters,
-                handler.formatter,
-                self._formatter.processors,
-            )
-            != self._settled
+            or methods is None
+            or _logger_methods(_Logger) != methods[0]
+            or _handler_methods(_Handler) != methods[1]
+            or _stream_methods(_StreamHandler) != methods[2]
         ):
             return False
-        chain = self._chains.get(logger)
-        if chain is None or tuple(map(_node_state, chain[0])) != chain[1]:
-            # The logger's way up has changed since its last line (or it has none): walk it.
-            node: Any = logger
-            root = self._root
-            nodes = []
-            while node is not root:
-                if node.handlers or not node.propagate:
-                    return False
-                nodes.append(node)
-                node = node.parent
-                if node is None:
-                    return False
-            if len(self._chains) >= 256:
-                self._chains.clear()
-            # Each node below the root as a line found it: no handlers, propagating, its parent.
-            states: tuple[Any, ...] = tuple(([], True, parent) for parent in [*nodes[1:], root])
-            self._chains[logger] = (tuple(nodes), states)
+        node: Any = logger
+        root = self._root
+        while node is not root:
+            if node.handlers or not node.propagate:
+                return False
+            node = node.parent
+            if node is None:
+                return False
+        handler = self._handler
+        if (
+            root.handlers != self._handlers
+            or levelno < handler.level
+            or handler.filters != self._filters
+            or handler.formatter is not self._formatter
+            or self._formatter.processors != self._formatter_processors
+        ):
+            return False
         if not plain_json:
             return True
         variables = _STRUCTLOG_VARS

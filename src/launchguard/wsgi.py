@@ -16,7 +16,6 @@ always passed on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING
 
 from ._types import Environ, OptExcInfo, StartResponse, WSGIApp
@@ -27,10 +26,6 @@ if TYPE_CHECKING:
     from ._guard import LaunchGuard
 
 __all__ = ["EXCHANGE_KEY", "LaunchGuardWSGI"]
-
-#: A header's name, and its lower-case form (both in C, over a whole header list).
-_name = itemgetter(0)
-_lower = methodcaller("lower")
 
 #: The environ key under which integrations find the request's :class:`Exchange`.
 EXCHANGE_KEY = "launchguard.exchange"
@@ -115,9 +110,13 @@ class LaunchGuardWSGI:
     ) -> list[tuple[str, str]]:
         """The app's headers plus the request id and Server-Timing (a new list)."""
         extra = []
-        # the app's own id header wins (any case)
-        if exchange.request_id and self._rid_lower not in map(_lower, map(_name, headers)):
-            extra.append((self._rid_header, exchange.request_id))
+        if exchange.request_id:
+            wanted, size = self._rid_lower, len(self._rid_lower)
+            for name, _ in headers:  # the app's own id header wins (any case)
+                if len(name) == size and name.lower() == wanted:
+                    break
+            else:
+                extra.append((self._rid_header, exchange.request_id))
         if self._server_timing:
             value = exchange.server_timing()
             if value:
