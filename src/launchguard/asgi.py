@@ -125,9 +125,10 @@ class LaunchGuardMiddleware:
             if self._forwarded:  # the client address is logged only behind a trusted proxy
                 exchange.client = self._peer(scope)
                 exchange.forwarded_for = forwarded_for
-        rewrite_start = self._rewrite_start
-        rid_header, rid_size = self._rid_header, len(self._rid_header)
-        server_timing = self._server_timing
+        if exchange.span is not None:  # for the span's annotation at the last body message
+            exchange.scope = (scope, entry_root)
+        # The closures below capture only these four (each captured name is a cell made per
+        # request): everything else comes through self or the exchange.
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -140,25 +141,14 @@ class LaunchGuardMiddleware:
             if kind == "http.response.start":
                 exchange.status = message["status"]
                 exchange.headers = message.get("headers", ())
-                if rewrite_start:  # our headers added to a copy (the app's message is its own)
-                    headers = list(exchange.headers)
-                    request_id = exchange.request_id
-                    if request_id:
-                        for name, _ in headers:  # the app's own id header wins (any case)
-                            if len(name) == rid_size and name.lower() == rid_header:
-                                break
-                        else:
-                            headers.append((rid_header, request_id.encode("latin-1")))
-                    if server_timing:
-                        timing = exchange.server_timing()
-                        if timing is not None:
-                            headers.append((b"server-timing", timing.encode()))
-                    message = {**message, "headers": headers}
+                if self._rewrite_start:  # our headers added to a copy (the app's is its own)
+                    message = self._with_our_headers(message, exchange)
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
-                if exchange.span is not None:  # OpenTelemetry's middleware ends it at this send
-                    self._annotate_span(scope, entry_root, exchange)
+                where = exchange.scope  # with a span: OpenTelemetry's middleware ends it now
+                if where is not None:
+                    self._annotate_span(where[0], where[1], exchange)
                 try:
                     await send(message)
                 except OSError:
@@ -187,6 +177,25 @@ class LaunchGuardMiddleware:
             except Exception as error:
                 self._errors.record("routes", error)
             self._timer.finish(exchange, raised)
+
+    def _with_our_headers(self, message: Message, exchange: Exchange) -> Message:
+        """A copy of the response start ``message`` with the request id (unless the app sent
+        its own, in any case) and Server-Timing added."""
+        headers = list(exchange.headers)
+        request_id = exchange.request_id
+        if request_id:
+            rid_header = self._rid_header
+            rid_size = len(rid_header)
+            for name, _ in headers:  # the app's own id header wins (any case)
+                if len(name) == rid_size and name.lower() == rid_header:
+                    break
+            else:
+                headers.append((rid_header, request_id.encode("latin-1")))
+        if self._server_timing:
+            timing = exchange.server_timing()
+            if timing is not None:
+                headers.append((b"server-timing", timing.encode()))
+        return {**message, "headers": headers}
 
     @staticmethod
     def _peer(scope: Scope) -> str | None:
