@@ -62,6 +62,22 @@ class TestLedger:
                 n_plus_one(2)
         assert (inner.count, outer.count) == (3, 4)
 
+    def test_empty_ledgers_share_nothing_they_change(self) -> None:
+        """Ledgers start without groups of their own; their first statement, or a merge into
+        an empty one, gives them a dict of their own, so no ledger sees another's groups."""
+        with query_ledger() as outer:
+            with query_ledger() as empty:
+                pass
+            with query_ledger() as inner:
+                n_plus_one(2)
+        with query_ledger() as later:
+            pass
+        assert queries._NO_GROUPS == {}
+        assert (empty.shapes(), later.shapes()) == ([], [])
+        assert [count for _, count, _ in inner.shapes()] == [2, 1]
+        assert [count for _, count, _ in outer.shapes()] == [2, 1]
+        assert outer._groups is not inner._groups
+
     def test_parameters_are_never_stored(self) -> None:
         """Only hashes of parameters are kept, never the values."""
         secret = "s3cr3t-value-4242"

@@ -175,21 +175,29 @@ class _Group:
         return self.sites or {}
 
 
-class QueryLedger:
-    """The statements of one request (or job): totals, groups by shape, findings."""
+#: The groups of a ledger without statements, shared by all of them and never changed: a
+#: ledger's first statement gives it a dict of its own (add and merge check for this one).
+_NO_GROUPS: dict[str, _Group] = {}
 
-    __slots__ = ("_groups", "count", "errors", "route", "seconds")
+
+class QueryLedger:
+    """The statements of one request (or job): totals, groups by shape, findings.
+
+    No ``__slots__``: the class attributes are the empty ledger, so opening one per request
+    (``object.__new__``, no ``__init__``) costs no attribute writes and no dict."""
 
     #: One lock for every ledger: a request's statements may come from several threads, and
     #: its critical sections are a few additions (one lock made per request cost more).
     _lock = threading.Lock()
+    route: str | None = None
+    count = 0
+    seconds = 0.0
+    errors = 0
+    _groups = _NO_GROUPS
 
     def __init__(self, route: str | None = None) -> None:
-        self.route = route
-        self.count = 0
-        self.seconds = 0.0
-        self.errors = 0
-        self._groups: dict[str, _Group] = {}
+        if route is not None:
+            self.route = route
 
     def add(
         self,
@@ -216,9 +224,12 @@ class QueryLedger:
             self.seconds += seconds
             if failed:
                 self.errors += 1
-            group = self._groups.get(shape.fingerprint)
+            groups = self._groups
+            group = groups.get(shape.fingerprint)
             if group is None:
-                self._groups[shape.fingerprint] = _Group(shape, orm, seconds, key)
+                if groups is _NO_GROUPS:
+                    groups = self._groups = {}
+                groups[shape.fingerprint] = _Group(shape, orm, seconds, key)
                 return
             group.count += 1
             group.seconds += seconds
@@ -242,6 +253,8 @@ class QueryLedger:
             self.count += other.count
             self.seconds += other.seconds
             self.errors += other.errors
+            if other._groups and self._groups is _NO_GROUPS:
+                self._groups = {}
             for fingerprint, theirs in other._groups.items():
                 ours = self._groups.get(fingerprint)
                 if ours is None:

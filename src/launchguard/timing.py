@@ -194,7 +194,7 @@ class RequestTimer:
             exchange.request_id = request_id
             exchange.rid_token = request_id_var.set(request_id)
         if self._queries and queries.hooks_installed:  # open_ledger(), inline
-            ledger = exchange.ledger = QueryLedger()
+            ledger = exchange.ledger = _new(QueryLedger)  # QueryLedger(), no __init__ frame
             exchange.token = ledger_var.set(ledger)
         if context.track_exchange:
             exchange.exchange_token = exchange_var.set(exchange)
