@@ -49,6 +49,10 @@ _LEVEL_NAMES = ("info", "warning", "error")
 _loaded = sys.modules.get
 
 
+#: The heads of a method with none remembered yet (never changed).
+_NO_HEADS: dict[str, str] = {}
+
+
 class _NotPlain(Exception):
     """A value of the line needs the real processors (raised only off the common path)."""
 
@@ -116,7 +120,9 @@ class AccessLog:
         #: The DirectOutput whose check of our keys and constants passed (it cannot change),
         #: and the line's constant parts made for it (see _plain).
         self._checked: DirectOutput | None = None
-        self._heads: dict[tuple[str, str], str] = {}
+        #: method -> route -> the line's start (two lookups, no key tuple per line).
+        self._heads: dict[str, dict[str, str]] = {}
+        self._head_count = 0
         self._release_json = ""
         self._tails: tuple[str, ...] = ()
         self._hex_plain = False
@@ -183,7 +189,7 @@ class AccessLog:
             # processors (the redactor would change it, or a float is not finite). Written
             # here rather than in a method of its own: a call per request costs.
             try:
-                head = self._heads.get((exchange.method, route)) or self._head(
+                head = self._heads.get(exchange.method, _NO_HEADS).get(route) or self._head(
                     direct, exchange.method, route
                 )
                 path_json = direct.json_strings.get(path) or direct.jsonable(path)
@@ -279,6 +285,7 @@ class AccessLog:
         if not direct.plain(_KEYS, ("request", self._stdlib.name, *_LEVEL_NAMES, release or "")):
             return False
         self._heads.clear()
+        self._head_count = 0
         self._release_json = f', "release": {direct.jsonable(release)}' if release else ""
         logger = json.dumps(self._stdlib.name)
         self._tails = tuple(
@@ -297,10 +304,11 @@ class AccessLog:
         if method_json is None or route_json is None:
             return None
         head = f'{{"method": {method_json}, "route": {route_json}, "path": '
-        heads = self._heads
-        if len(heads) >= 4096:
-            heads.clear()
-        heads[method, route] = head
+        if self._head_count >= 4096:  # bounded, though methods and routes are bounded labels
+            self._heads.clear()
+            self._head_count = 0
+        self._heads.setdefault(method, {})[route] = head
+        self._head_count += 1
         return head
 
     def _masked_path(self, path: str) -> str:

@@ -226,19 +226,14 @@ class HeaderLinter:
         ext = _NO_EXTENSION if dot < 0 or dot < path.rfind("/") else self._extension(path)
         codes = self._codes
         parts: list[object] = [exchange.status, exchange.method, exchange.flags, ext]
-        add = parts.append
         for name, value in headers:
             code = codes.get(name)
-            if code:
-                add(code)
-                if code & 1:
-                    add(value)
-            elif code is None:
+            if code is None:
                 code = self._learn(name)
-                if code:
-                    add(code)
-                    if code & 1:
-                        add(value)
+            if code:
+                parts.append(code)
+                if code & 1:
+                    parts.append(value)
         shapes = self._routes.get(route)
         if shapes is not None:
             entry = shapes.get(tuple(parts))
