@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RATIO = re.compile(r"^- launchguard full / (\S+).*\(per round: ([0-9.]+)", re.MULTILINE)
+RATIO = re.compile(r"^- launchguard full / ([\w-]+)[^\n]*?\(per round: ([0-9.]+)", re.MULTILINE)
 
 
 def run(src: Path, only: str, rounds: int) -> dict[str, float]:
