@@ -107,8 +107,8 @@ class LaunchGuardMiddleware:
                             forwarded_for = value.decode("latin-1")
                         else:
                             proto = value
-            except (AttributeError, TypeError, ValueError):  # not pairs of bytes: the app says
-                pass
+            except (AttributeError, TypeError, ValueError):
+                pass  # not pairs of bytes: the guard reads no more of them; the app answers
         exchange = self._timer.begin(scope["method"], incoming_id)
         exchange.path = path
         if self._lint:
@@ -126,9 +126,9 @@ class LaunchGuardMiddleware:
                 exchange.client = self._peer(scope)
                 exchange.forwarded_for = forwarded_for
         if exchange.span is not None:  # for the span's annotation at the last body message
-            exchange.scope = (scope, entry_root)
-        # The closures below capture only these four (each captured name is a cell made per
-        # request): everything else comes through self or the exchange.
+            exchange.span_scope = (scope, entry_root)
+        # The closures below capture four names (exchange, receive, send, self): each captured
+        # name is a cell made per request, so everything else comes through self or exchange.
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -146,7 +146,7 @@ class LaunchGuardMiddleware:
             elif (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
-                where = exchange.scope  # with a span: OpenTelemetry's middleware ends it now
+                where = exchange.span_scope  # a span: OpenTelemetry's middleware ends it now
                 if where is not None:
                     self._annotate_span(where[0], where[1], exchange)
                 try:

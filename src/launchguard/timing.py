@@ -102,7 +102,7 @@ class Exchange:
     span: Any = None
     span_annotated = False
     #: With a span: the ASGI scope and the guard's root path, to annotate the span with.
-    scope: tuple[Any, str] | None = None
+    span_scope: tuple[Any, str] | None = None
     exchange_token: Token[Any] | None = None
 
     def __init__(self, method: str, start: float) -> None:
