@@ -1,6 +1,6 @@
 """How little the full guard's work can cost in pure Python: a hand-written stand-in with no checks.
 
-    python benchmarks/bench_lower_bound.py            # full run (about 5 minutes)
+    python benchmarks/bench_lower_bound.py            # full run (about a minute)
     python benchmarks/bench_lower_bound.py --quick    # smoke run
 
 The "skeleton" middleware does the least form of each job the full guard does per request and
