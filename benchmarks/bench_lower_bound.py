@@ -265,36 +265,35 @@ def main() -> None:
         f"variants in a fresh random order in each chunk; clock: cpu time"
     )
     if "asgi" in args.only:
-        asgi(rounds, n, chunks)
+        compare(
+            "ASGI (Starlette, one route)",
+            asgi_variants(),
+            bm.time_asgi,
+            "prometheus-fastapi-instrumentator",
+            rounds,
+            n,
+            chunks,
+        )
     if "wsgi" in args.only:
-        wsgi(rounds, n, chunks)
+        compare(
+            "WSGI (Flask, one route)",
+            wsgi_variants(),
+            bm.time_wsgi,
+            "prometheus-flask-exporter",
+            rounds,
+            n,
+            chunks,
+        )
     print(f"\n- load average at the end {h.load_average()}")
 
 
-def asgi(rounds: int, n: int, chunks: int) -> None:
-    result = h.interleave(asgi_variants(), bm.time_asgi, rounds, n, chunks=chunks)
-    h.table(
-        "ASGI (Starlette, one route)",
-        result,
-        extra=[
-            (SKELETON, "prometheus-fastapi-instrumentator"),
-            ("launchguard full", "prometheus-fastapi-instrumentator"),
-            ("launchguard full", SKELETON),
-        ],
-    )
-
-
-def wsgi(rounds: int, n: int, chunks: int) -> None:
-    result = h.interleave(wsgi_variants(), bm.time_wsgi, rounds, n, chunks=chunks)
-    h.table(
-        "WSGI (Flask, one route)",
-        result,
-        extra=[
-            (SKELETON, "prometheus-flask-exporter"),
-            ("launchguard full", "prometheus-flask-exporter"),
-            ("launchguard full", SKELETON),
-        ],
-    )
+def compare(
+    title: str, variants: dict[str, Any], timer: Any, peer: str, rounds: int, n: int, chunks: int
+) -> None:
+    """One interleaved run of ``variants`` and its table, with the ratios to ``peer``."""
+    result = h.interleave(variants, timer, rounds, n, chunks=chunks)
+    extra = [(SKELETON, peer), ("launchguard full", peer), ("launchguard full", SKELETON)]
+    h.table(title, result, extra=extra)
 
 
 if __name__ == "__main__":

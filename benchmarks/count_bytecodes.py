@@ -18,8 +18,6 @@ run after run.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import linecache
 import sys
 from collections import Counter
@@ -56,41 +54,9 @@ def wsgi_apps() -> dict[str, Any]:
     return {"bare": bm.flask_app(), "skeleton": skeleton, "full": full}
 
 
-def asgi_requests(app: Any, n: int) -> None:
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Any) -> None:
-        pass
-
-    async def run() -> None:
-        for _ in range(n):
-            await app(dict(bm.SCOPE), receive, send)
-
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(run())
-    finally:
-        loop.close()
-
-
-def wsgi_requests(app: Any, n: int) -> None:
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-        return None
-
-    for _ in range(n):
-        environ = dict(bm.ENVIRON)
-        environ["wsgi.input"] = io.BytesIO(b"")
-        body = app(environ, start_response)
-        for _ in body:
-            pass
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-
-
 def count(app: Any, drive: Any, n: int) -> Counter[Key]:
-    """Instructions executed by ``n`` requests, per (file, function, line)."""
+    """Instructions executed by ``n`` requests, per (file, function, line); ``drive`` is
+    bench_middleware's ``time_asgi`` or ``time_wsgi`` (its timing is not used here)."""
     drive(app, 300)
     counts: Counter[Key] = Counter()
 
@@ -163,9 +129,9 @@ def main() -> None:
     print("## Bytecode instructions per request\n")
     print(f"- {h.machine()}; {args.requests} traced requests after 300 untraced")
     if "asgi" in args.only:
-        report("ASGI (Starlette, one route)", asgi_apps(), asgi_requests, args.requests, lines)
+        report("ASGI (Starlette, one route)", asgi_apps(), bm.time_asgi, args.requests, lines)
     if "wsgi" in args.only:
-        report("WSGI (Flask, one route)", wsgi_apps(), wsgi_requests, args.requests, lines)
+        report("WSGI (Flask, one route)", wsgi_apps(), bm.time_wsgi, args.requests, lines)
 
 
 if __name__ == "__main__":
