@@ -122,7 +122,6 @@ class AccessLog:
         self._checked: DirectOutput | None = None
         #: method -> route -> the line's start (two lookups, no key tuple per line).
         self._heads: dict[str, dict[str, str]] = {}
-        self._head_count = 0
         self._release_json = ""
         self._tails: tuple[str, ...] = ()
         self._hex_plain = False
@@ -285,7 +284,6 @@ class AccessLog:
         if not direct.plain(_KEYS, ("request", self._stdlib.name, *_LEVEL_NAMES, release or "")):
             return False
         self._heads.clear()
-        self._head_count = 0
         self._release_json = f', "release": {direct.jsonable(release)}' if release else ""
         logger = json.dumps(self._stdlib.name)
         self._tails = tuple(
@@ -304,11 +302,10 @@ class AccessLog:
         if method_json is None or route_json is None:
             return None
         head = f'{{"method": {method_json}, "route": {route_json}, "path": '
-        if self._head_count >= 4096:  # bounded, though methods and routes are bounded labels
-            self._heads.clear()
-            self._head_count = 0
-        self._heads.setdefault(method, {})[route] = head
-        self._head_count += 1
+        routes = self._heads.setdefault(method, {})  # methods: the known ones and _OTHER
+        if len(routes) >= 4096:  # bounded, though routes are bounded labels too
+            routes.clear()
+        routes[route] = head
         return head
 
     def _masked_path(self, path: str) -> str:
