@@ -96,7 +96,12 @@ class FastHistogram:
     """
 
     def __init__(
-        self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        buckets: tuple[float, ...],
+        lock: threading.Lock | None = None,
     ) -> None:
         self.name = name
         self._documentation = documentation
@@ -107,11 +112,11 @@ class FastHistogram:
         self._series: dict[tuple[str, ...], list[float]] = {}
         #: Per series, the last exemplar of each bucket; made on a series' first exemplar.
         self._exemplars: dict[tuple[str, ...], list[Exemplar | None]] = {}
-        self._lock = threading.Lock()
+        #: Guards ``_series`` and ``_exemplars`` (``lock``: shared with whoever else folds
+        #: into them).
+        self._lock = lock or threading.Lock()
         #: Observations not yet folded into ``_series``: (label values, value).
         self._pending: deque[tuple[tuple[str, ...], float]] = deque()
-        #: Per method, requests ended (``RequestStore`` only): counted as they are folded.
-        self._ended: dict[str, int] | None = None
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
         """Record ``value`` under the label values ``key``."""
@@ -129,7 +134,6 @@ class FastHistogram:
         pop = self._pending.popleft
         series_of = self._series
         bounds = self._bounds
-        ended = self._ended
         while True:
             try:
                 key, value = pop()
@@ -140,8 +144,6 @@ class FastHistogram:
                 series = series_of[key] = [0.0] * self._width
             series[bisect_left(bounds, value)] += 1
             series[-1] += value
-            if ended is not None:
-                ended[key[0]] = ended.get(key[0], 0) + 1
 
     def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
         """Keep ``labels`` (a trace id) as the exemplar of the bucket ``value`` fell in."""
@@ -175,16 +177,14 @@ class RequestStore(FastHistogram):
     """The request-duration histogram plus the in-flight gauge.
 
     A request's start is one call of a per-method ``itertools.count`` (atomic under the GIL,
-    no lock, no Python frame); its end is counted when its observation is folded (every
-    scrape folds first). The gauge is starts minus ends.
+    no lock, no Python frame); its end is its observation, counted at a scrape (which folds
+    first) from the histogram's own counts. The gauge is starts minus ends.
     """
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         super().__init__(DURATION, _DURATION_HELP, _LABELS, buckets)
         self._starts: dict[str, itertools.count[int]] = {}
-        #: Requests ended per method (the fold counts them).
-        self._ended: dict[str, int] = {}
-        #: The same method as ``observe`` (the request's end is counted when it is folded).
+        #: The same method as ``observe`` (the request's end is counted from its observation).
         self.record = self.observe
 
     def starter(self, method: str) -> Callable[[], object]:
@@ -192,7 +192,6 @@ class RequestStore(FastHistogram):
         with self._lock:
             counter = self._starts.get(method)
             if counter is None:
-                self._ended[method] = 0
                 counter = self._starts[method] = itertools.count()
         return counter.__next__
 
@@ -203,25 +202,28 @@ class RequestStore(FastHistogram):
         ]
 
     def collect(self) -> list[Metric]:
+        ended: dict[str, float] = {}
         with self._lock:
             self._fold()
-            ended = dict(self._ended)
+            for key, values in self._series.items():  # a series' observations: its bucket counts
+                ended[key[0]] = ended.get(key[0], 0.0) + sum(values[:-1])
             # ``count`` shows its next value, the number of starts so far: "count(12)".
             started = {method: int(repr(c)[6:-1]) for method, c in self._starts.items()}
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))
         for method, count in started.items():
-            gauge.add_metric([method], count - ended.get(method, 0))
+            gauge.add_metric([method], count - int(ended.get(method, 0)))
         return [*super().collect(), gauge]
 
 
 class QueryHistograms:
     """Statements and database time per request, by route: one observation per request
-    feeds both histograms (one ``deque.append``; the pair is split when folded)."""
+    feeds both histograms (one ``deque.append``; the pair is folded straight into both, under
+    the lock the three share)."""
 
     def __init__(self) -> None:
-        self.count = FastHistogram(*DB_QUERIES)
-        self.time = FastHistogram(*DB_TIME)
         self._lock = threading.Lock()
+        self.count = FastHistogram(*DB_QUERIES, lock=self._lock)
+        self.time = FastHistogram(*DB_TIME, lock=self._lock)
         self._pending: deque[tuple[str, int, float]] = deque()
 
     def observe(self, route: str, count: int, seconds: float) -> None:
@@ -233,16 +235,26 @@ class QueryHistograms:
                 self._fold()
 
     def _fold(self) -> None:
+        """``FastHistogram._fold`` for both histograms at once (the lock is held)."""
         pop = self._pending.popleft
-        count, time_ = self.count.observe, self.time.observe
+        count, time_ = self.count, self.time
+        counts, times = count._series, time_._series
+        count_bounds, time_bounds = count._bounds, time_._bounds
         while True:
             try:
                 route, statements, seconds = pop()
             except IndexError:
                 return
             key = (route,)
-            count(key, statements)
-            time_(key, seconds)
+            series = counts.get(key)
+            if series is None:  # the two are made together
+                series = counts[key] = [0.0] * count._width
+                times[key] = [0.0] * time_._width
+            series[bisect_left(count_bounds, statements)] += 1
+            series[-1] += statements
+            series = times[key]
+            series[bisect_left(time_bounds, seconds)] += 1
+            series[-1] += seconds
 
     def describe(self) -> list[Metric]:
         return [*self.count.describe(), *self.time.describe()]
@@ -250,7 +262,7 @@ class QueryHistograms:
     def collect(self) -> list[Metric]:
         with self._lock:
             self._fold()
-        return [*self.count.collect(), *self.time.collect()]
+        return [*self.count.collect(), *self.time.collect()]  # they take the lock again
 
 
 class _SharedHistogram:
