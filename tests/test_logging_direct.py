@@ -484,6 +484,8 @@ class TestAccessLine:
             {"trusted": True},
             {"queries": None},
             {"queries": 0},
+            {"queries": 0, "db_seconds": 0.0},
+            {"queries": 1, "db_seconds": 0.0},
             {"request_id": ""},
             {"request_id": "", "context_id": "outer-id"},
             {"request_id": "abc-DEF.1"},

@@ -46,6 +46,8 @@ _KEYS = (
     "timestamp",
 )  # fmt: skip
 _LEVEL_NAMES = ("info", "warning", "error")
+#: The query fields of a request without statements.
+_NO_STATEMENTS = ', "db_queries": 0, "db_ms": 0.0'
 _loaded = sys.modules.get
 
 
@@ -203,13 +205,17 @@ class AccessLog:
                         rid = f', "request_id": {_json(direct, request_id)}'
                 if ledger is not None:
                     count = ledger.count
-                    try:
-                        db_ms = round(ledger.seconds * 1_000_000) / 1000  # _milliseconds(), inline
-                    except (OverflowError, ValueError):
-                        raise _NotPlain from None  # not finite: the real renderer writes it
-                    if type(count) is not int:
-                        raise _NotPlain
-                    db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
+                    seconds = ledger.seconds
+                    if count == 0 and seconds == 0.0 and type(count) is int:
+                        db = _NO_STATEMENTS  # (a float's repr costs as much as the rest here)
+                    else:
+                        try:
+                            db_ms = round(seconds * 1_000_000) / 1000  # _milliseconds(), inline
+                        except (OverflowError, ValueError):
+                            raise _NotPlain from None  # not finite: the real renderer writes it
+                        if type(count) is not int:
+                            raise _NotPlain
+                        db = f', "db_queries": {count}, "db_ms": {db_ms!r}'
                 if error_type:
                     extra = f', "error_type": {_json(direct, error_type)}'
                 extra += self._release_json
