@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import enum
 import io
 import logging
@@ -338,6 +339,18 @@ class TestRule:
         """structlog.configure(...) after configure(): structlog path."""
         assert self.write(out)
         structlog.configure(processors=[structlog.processors.JSONRenderer()])
+        assert not self.write(out)
+
+    def test_structlog_changed_in_place(self, out: Output) -> None:
+        """structlog's processor list changed in place, or another of its settings changed:
+        structlog path."""
+        assert self.write(out)
+        processors = structlog.get_config()["processors"]
+        processors.insert(1, structlog.processors.add_log_level)
+        assert not self.write(out)
+        processors.pop(1)
+        assert self.write(out)
+        structlog.configure(context_class=collections.OrderedDict)
         assert not self.write(out)
 
     def test_patched_stdlib(self, out: Output, monkeypatch: pytest.MonkeyPatch) -> None:
