@@ -72,14 +72,17 @@ def metrics_only_guard() -> Any:
     )
 
 
-def full_guard() -> Any:
-    """Everything on (the defaults), a database hook counted as installed; the access log goes
-    wherever logging is configured (``_harness.null_logging()``)."""
+def full_guard(**options: Any) -> Any:
+    """Everything on (the defaults, unless ``options`` say otherwise), a database hook counted
+    as installed; the access log goes wherever logging is configured
+    (``_harness.null_logging()``)."""
     from launchguard import LaunchGuard, queries
 
     if not queries.hooks_installed:
         queries.hook_installed()
-    return LaunchGuard(service="bench", release="bench-1", registry=CollectorRegistry(), environ={})
+    return LaunchGuard(
+        service="bench", release="bench-1", registry=CollectorRegistry(), environ={}, **options
+    )
 
 
 class _StructlogPath:

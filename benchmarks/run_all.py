@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "middleware": ("bench_middleware.py", "in-process ASGI/WSGI overhead next to the peers"),
     "lower_bound": ("bench_lower_bound.py", "the full guard's jobs with no checks, in-process"),
+    "features": ("bench_features.py", "what each job of the full guard costs, in-process"),
     "bytecodes": ("count_bytecodes.py", "bytecode instructions per request, by function"),
     "logging": ("bench_logging.py", "the access-log line"),
     "e2e": ("bench_e2e.py", "uvicorn and gunicorn under wrk"),
