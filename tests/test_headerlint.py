@@ -212,6 +212,31 @@ class TestVerdictCache:
             sys.setswitchinterval(previous)
         assert linter.counts()[("/account", "hsts-missing")] == 40_000
 
+    def test_a_hit_on_an_entry_retired_meanwhile_is_counted(self) -> None:
+        """A thread finds a cached verdict, another re-lints the same key and retires it, then
+        the first counts its hit on the retired entry: the hit is still counted. (The thread
+        switch is forced where it would happen, by a dict whose lookup lets the other thread
+        run first: the interleaving cannot be made to happen on demand any other way.)"""
+        linter, exchange = self.make(revalidate=10.0)
+        exchange.headers = [(b"content-type", b"text/html"), (b"cache-control", b"no-store")]
+        linter.observe(exchange, "/account", 1.0)
+
+        class OtherThreadFirst(dict[Any, Any]):
+            armed = True
+
+            def get(self, key: Any, default: Any = None) -> Any:
+                entry = dict.get(self, key, default)
+                if self.armed and entry is not None:
+                    self.armed = False  # the other thread: the entry has expired for it
+                    linter.observe(exchange, "/account", entry.until + 1.0)
+                return entry
+
+        linter._routes["/account"] = OtherThreadFirst(linter._routes["/account"])
+        linter.observe(exchange, "/account", 2.0)  # finds the old entry, counts after retire
+        assert linter.counts()[("/account", "hsts-missing")] == 3
+        linter.observe(exchange, "/account", 12.0)
+        assert linter.counts()[("/account", "hsts-missing")] == 4
+
     def test_a_changed_policy_is_a_new_verdict(self) -> None:
         """A different Cache-Control value is linted on its first response."""
         linter, exchange = self.make()

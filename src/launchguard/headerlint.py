@@ -95,7 +95,7 @@ _NO_EXTENSION = ("", False)
 class _Entry:
     """One cached verdict: the findings, and how often (and when last) responses had them."""
 
-    __slots__ = ("children", "findings", "last", "rules", "tick", "until")
+    __slots__ = ("children", "findings", "folded", "last", "rules", "tick", "until")
 
     def __init__(self, findings: tuple[Finding, ...], until: float) -> None:
         self.findings = findings
@@ -107,6 +107,10 @@ class _Entry:
         self.tick = itertools.count()
         self.last = 0.0
         self.children: tuple[Any, ...] = ()
+        #: Once the entry is retired (replaced or evicted): the hits folded into the report's
+        #: totals; -1 while it is live. A hit counted by a thread that found the entry just
+        #: before it was retired is folded late (see :meth:`HeaderLinter._fold_late`).
+        self.folded = -1
 
     @property
     def hits(self) -> int:
@@ -244,6 +248,8 @@ class HeaderLinter:
                             child.inc()
                     next(entry.tick)
                     entry.last = now
+                    if entry.folded >= 0:  # retired by another thread since we found it
+                        self._fold_late(route, entry)
                 return entry.findings
         return self._lint(exchange, route, tuple(parts), now)
 
@@ -331,13 +337,27 @@ class HeaderLinter:
 
     def _retire(self, route: str, entry: _Entry) -> None:
         """Fold an entry's hits into the report's totals (under the lock)."""
-        if not entry.hits:
+        entry.folded = 0  # retired from here on: a hit counted after the read below folds late
+        hits = entry.hits
+        entry.folded = hits
+        self._add_retired(route, entry, hits)
+
+    def _fold_late(self, route: str, entry: _Entry) -> None:
+        """Fold the hits a retired entry got after :meth:`_retire` folded it."""
+        with self._lock:
+            hits = entry.hits
+            late = hits - entry.folded
+            entry.folded = hits
+            self._add_retired(route, entry, late)
+
+    def _add_retired(self, route: str, entry: _Entry, hits: int) -> None:
+        if hits <= 0:
             return
         seen = self._seen.get(route, {})
         for rule in entry.rules:
             record = seen.get(rule)
             if record is not None:
-                record.retired += entry.hits
+                record.retired += hits
                 record.retired_last = max(record.retired_last, entry.last)
 
     def _example(self, exchange: Exchange, facts: ResponseFacts) -> dict[str, Any]:
