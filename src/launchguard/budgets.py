@@ -246,7 +246,7 @@ class _Route:
         return "custom" if self.custom else "page" if self.page else "api"
 
     def top_method(self) -> str:
-        methods = self.over_methods
+        methods = dict(self.over_methods)  # a copy: requests may add a method meanwhile
         if not methods:
             return "GET"
         return min(methods, key=lambda m: (-methods[m], m))

@@ -294,6 +294,9 @@ class HeaderLinter:
                     self._verdicts.clear()
                 self._verdicts[shape] = findings
         entry = _Entry(findings, now + self._revalidate)
+        if self._counter is not None and entry.rules:  # before it is published: another
+            # thread may count a hit on it as soon as it is in _routes
+            entry.children = tuple(self._counter.labels(route, rule) for rule in entry.rules)
         with self._lock:
             seen = self._seen.get(route)
             if seen is None and len(self._seen) < self._max_routes:
@@ -319,10 +322,8 @@ class HeaderLinter:
                     for rule in entry.rules:
                         seen[rule].retired += 1
                         seen[rule].retired_last = now
-        if self._counter is not None and entry.rules:
-            entry.children = tuple(self._counter.labels(route, rule) for rule in entry.rules)
-            for child in entry.children:
-                child.inc()
+        for child in entry.children:
+            child.inc()
         for finding in findings:
             if self._throttle.allow((route, finding.rule.id)):
                 _logger.warning(

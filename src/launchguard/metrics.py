@@ -148,8 +148,9 @@ class FastHistogram:
     def exemplar(self, key: tuple[str, ...], value: float, labels: dict[str, str]) -> None:
         """Keep ``labels`` (a trace id) as the exemplar of the bucket ``value`` fell in."""
         exemplars = self._exemplars.get(key)
-        if exemplars is None:
-            exemplars = self._exemplars.setdefault(key, [None] * (self._width - 1))
+        if exemplars is None:  # a series' first: under the lock, as a scrape may be reading
+            with self._lock:
+                exemplars = self._exemplars.setdefault(key, [None] * (self._width - 1))
         exemplars[bisect_left(self._bounds, value)] = Exemplar(labels, value, time.time())
 
     def describe(self) -> list[Metric]:

@@ -174,6 +174,14 @@ class _Group:
     def site_counts(self) -> dict[str, int]:
         return self.sites or {}
 
+    def copy(self) -> _Group:
+        """A copy whose dicts are its own (taken under the ledger's lock, read without it)."""
+        copy = _Group(self.shape, self.orm, self.seconds, self.first_key)
+        copy.count, copy.max_seconds = self.count, self.max_seconds
+        copy.sites = None if self.sites is None else dict(self.sites)
+        copy.keys = None if self.keys is None else dict(self.keys)
+        return copy
+
 
 #: The groups of a ledger without statements, shared by all of them and never changed: a
 #: ledger's first statement gives it a dict of its own (add and merge check for this one).
@@ -282,8 +290,8 @@ class QueryLedger:
         """The problems this ledger's statements show, by ``rules`` (defaults if None)."""
         rules = rules or QueryRules()
         found: list[Finding] = []
-        with self._lock:
-            groups = list(self._groups.values())
+        with self._lock:  # copies: statements from other threads may still be arriving
+            groups = [group.copy() for group in self._groups.values()]
             count, seconds = self.count, self.seconds
         for group in groups:
             shape = group.shape

@@ -43,6 +43,9 @@ class RouteLabels:
         if label is not None:
             return label
         with self._lock:
+            label = self._labels.get(template)  # admitted by another thread meanwhile
+            if label is not None:
+                return label
             if len(self._labels) >= self._max:
                 return OVERFLOW
             label = template[:_MAX_LABEL_LENGTH] if template else self.unmatched
