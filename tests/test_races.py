@@ -172,3 +172,64 @@ def test_two_first_requests_of_a_route_at_the_cap() -> None:
         thread.join()
     assert got == ["/c", "/c"]
     assert labels.admit("/d") == "__overflow__"
+
+
+def test_a_scrape_shows_both_query_histograms_at_one_moment() -> None:
+    """Statements per request and database time per request come from one observation per
+    request: a scrape shows the same number of requests in both, even when requests are folded
+    in while it reads them (the two used to be read one after the other, each under its own
+    lock, so requests folded in between showed in one and not the other)."""
+    registry = CollectorRegistry()
+    queries = RequestMetrics(registry, (0.1, 1.0)).queries
+    for _ in range(10):
+        queries.observe("/a", 3, 0.002)
+    other = threading.Thread(
+        target=lambda: [queries.observe("/a", 3, 0.002) for _ in range(300)]  # folds at 256
+    )
+
+    class RequestsFinishMeanwhile(dict[Any, Any]):
+        def items(self) -> Any:  # type: ignore[override]
+            if other.ident is None:
+                other.start()  # requests finish while the scrape reads this histogram
+                other.join(timeout=0.5)  # (it may have to wait for the scrape's lock)
+            return dict.items(self)
+
+    queries.count._series = RequestsFinishMeanwhile(queries.count._series)  # type: ignore[union-attr]
+    counts = {
+        sample.name: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+    other.join()
+    assert (
+        counts["launchguard_db_queries_per_request_count"]
+        == counts["launchguard_db_time_per_request_seconds_count"]
+    )
+
+
+def test_error_types_stay_capped_across_threads() -> None:
+    """Two threads' requests with new error types when one slot is left: one is kept, the other
+    counts as ``_OTHER`` (both used to be kept, past the cap)."""
+    from launchguard.metrics import MAX_ERROR_TYPES
+
+    metrics = RequestMetrics(CollectorRegistry(), (0.1, 1.0))
+    for i in range(MAX_ERROR_TYPES - 1):
+        metrics.bound_error_type(f"Error{i}")
+    got: list[str] = []
+    metrics._error_types_lock.acquire()  # both threads miss the lock-free check and wait here
+    threads = [
+        threading.Thread(target=lambda name=name: got.append(metrics.bound_error_type(name)))
+        for name in ("LateA", "LateB")
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)  # both are waiting on the lock by then
+    finally:
+        metrics._error_types_lock.release()
+    for thread in threads:
+        thread.join()
+    assert "_OTHER" in got
+    assert len({"LateA", "LateB"} & set(got)) == 1
+    assert len(metrics._error_types) == MAX_ERROR_TYPES

@@ -159,10 +159,20 @@ class FastHistogram:
     def collect(self) -> list[Metric]:
         with self._lock:
             self._fold()
-            snapshot = [(key, list(values)) for key, values in self._series.items()]
-            exemplars = {key: list(values) for key, values in self._exemplars.items()}
+            snapshot = self._snapshot()
+        return [self._family(snapshot)]
+
+    def _snapshot(self) -> tuple[list[tuple[tuple[str, ...], list[float]]], dict[Any, Any]]:
+        """Copies of the series and their exemplars (the lock is held)."""
+        series = [(key, list(values)) for key, values in self._series.items()]
+        return series, {key: list(values) for key, values in self._exemplars.items()}
+
+    def _family(
+        self, snapshot: tuple[list[tuple[tuple[str, ...], list[float]]], dict[Any, Any]]
+    ) -> Metric:
+        series, exemplars = snapshot
         family = HistogramMetricFamily(self.name, self._documentation, labels=self._labelnames)
-        for key, values in snapshot:
+        for key, values in series:
             buckets: list[Any] = list(zip(self._les, accumulate(values[:-1]), strict=True))
             marks = exemplars.get(key)
             if marks is not None:
@@ -171,7 +181,7 @@ class FastHistogram:
                     for bucket, mark in zip(buckets, marks, strict=True)
                 ]
             family.add_metric(list(key), buckets, values[-1])
-        return [family]
+        return family
 
 
 class RequestStore(FastHistogram):
@@ -261,9 +271,10 @@ class QueryHistograms:
         return [*self.count.describe(), *self.time.describe()]
 
     def collect(self) -> list[Metric]:
-        with self._lock:
+        with self._lock:  # both from the same moment: a scrape's counts agree
             self._fold()
-        return [*self.count.collect(), *self.time.collect()]  # they take the lock again
+            count, time_ = self.count._snapshot(), self.time._snapshot()
+        return [self.count._family(count), self.time._family(time_)]
 
 
 class _SharedHistogram:
@@ -397,6 +408,7 @@ class RequestMetrics:
             self.route_budget_breached,
         ]
         self._error_types: set[str] = set()
+        self._error_types_lock = threading.Lock()
         #: The callable that counts one request of a (normalised) method as in flight.
         self.starter = self.store.starter
 
@@ -437,6 +449,12 @@ class RequestMetrics:
 
     def bound_error_type(self, error_type: str) -> str:
         """``error_type`` itself, or ``_OTHER`` once ``MAX_ERROR_TYPES`` are known."""
+        if error_type not in self._error_types:
+            with self._error_types_lock:  # (new ones are rare; the cap holds across threads)
+                return self._admit_error_type(error_type)
+        return error_type
+
+    def _admit_error_type(self, error_type: str) -> str:
         if error_type not in self._error_types:
             if len(self._error_types) >= MAX_ERROR_TYPES:
                 return "_OTHER"
