@@ -5,6 +5,7 @@ Not a benchmark itself. Every script prints Markdown that goes into RESULTS.md a
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
@@ -13,6 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -160,3 +162,44 @@ def table(
                 f"{quartiles([x / y for x, y in zip(a, b, strict=True) if y > 0])[0]:.2f}-"
                 f"{quartiles([x / y for x, y in zip(a, b, strict=True) if y > 0])[2]:.2f})"
             )
+
+
+@dataclass
+class Run:
+    """The settings of an in-process run (see :func:`in_process_run`)."""
+
+    only: str
+    rounds: int
+    requests: int
+    chunks: int
+
+
+def in_process_run(
+    doc: str, title: str, full_rounds: int, packages: Iterable[str], note: str = ""
+) -> Run:
+    """The options the in-process scripts share (``--quick``, ``--rounds``, ``--requests``,
+    ``--chunks``, ``--only``), parsed; logging set up (:func:`null_logging`); the run's heading
+    and settings printed. ``doc``: the script's docstring (its first paragraph describes it)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--chunks", type=int, default=None)
+    parser.add_argument("--only", default="asgi,wsgi")
+    args = parser.parse_args()
+    run = Run(
+        only=args.only,
+        rounds=args.rounds or (3 if args.quick else full_rounds),
+        requests=args.requests or (300 if args.quick else 3000),
+        chunks=args.chunks or (3 if args.quick else 30),
+    )
+    null_logging()
+    print(f"## {title}\n")
+    print(f"- machine: {machine()}; load average at start {load_average()}")
+    print(f"- versions: {versions(packages)}")
+    print(
+        f"- {run.rounds} rounds x {run.requests} requests per variant; each round in "
+        f"{run.chunks} chunks, the variants in a fresh random order in each chunk; clock: cpu "
+        f"time{note}"
+    )
+    return run

@@ -21,7 +21,6 @@ Options are set through ``LaunchGuard(...)``, as a user would turn a job off.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from time import time_ns
 from typing import Any
@@ -133,34 +132,21 @@ def wsgi_variants() -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--requests", type=int, default=None)
-    parser.add_argument("--chunks", type=int, default=None)
-    parser.add_argument("--only", default="asgi,wsgi")
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 15)
-    n = args.requests or (300 if args.quick else 3000)
-    chunks = args.chunks or (3 if args.quick else 30)
-    h.null_logging()
-
-    print("## What each job of the full guard costs, in-process\n")
-    print(f"- machine: {h.machine()}; load average at start {h.load_average()}")
-    print(f"- versions: {h.versions(bm.PACKAGES)}")
-    print(
-        f"- {rounds} rounds x {n} requests per variant; each round in {chunks} chunks, the "
-        f"variants in a fresh random order in each chunk; clock: cpu time; 'x peer' is the "
-        f"overhead over the peer's"
+    run = h.in_process_run(
+        __doc__,
+        "What each job of the full guard costs, in-process",
+        15,
+        bm.PACKAGES,
+        note="; 'x peer' is the overhead over the peer's",
     )
     for kind, make, timer, peer in (
         ("asgi", asgi_variants, bm.time_asgi, "prometheus-fastapi-instrumentator"),
         ("wsgi", wsgi_variants, bm.time_wsgi, "prometheus-flask-exporter"),
     ):
-        if kind not in args.only:
+        if kind not in run.only:
             continue
         title = "ASGI (Starlette, one route)" if kind == "asgi" else "WSGI (Flask, one route)"
-        result = h.interleave(make(), timer, rounds, n, chunks=chunks)
+        result = h.interleave(make(), timer, run.rounds, run.requests, chunks=run.chunks)
         h.table(title, result, reference=peer)
         full = sorted(result[FULL])[len(result[FULL]) // 2]
         print()

@@ -30,7 +30,6 @@ half of a peer's overhead, no pure-Python guard doing these jobs meets that targ
 
 from __future__ import annotations
 
-import argparse
 import contextvars
 import os
 import time
@@ -245,53 +244,31 @@ SKELETON = "skeleton (the full guard's jobs, no checks)"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--requests", type=int, default=None)
-    parser.add_argument("--chunks", type=int, default=None)
-    parser.add_argument("--only", default="asgi,wsgi")
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 21)
-    n = args.requests or (300 if args.quick else 3000)
-    chunks = args.chunks or (3 if args.quick else 30)
-    h.null_logging()
-
-    print("## The full guard's jobs with no checks: a lower bound, in-process\n")
-    print(f"- machine: {h.machine()}; load average at start {h.load_average()}")
-    print(f"- versions: {h.versions(bm.PACKAGES)}")
-    print(
-        f"- {rounds} rounds x {n} requests per variant; each round in {chunks} chunks, the "
-        f"variants in a fresh random order in each chunk; clock: cpu time"
+    run = h.in_process_run(
+        __doc__, "The full guard's jobs with no checks: a lower bound, in-process", 21, bm.PACKAGES
     )
-    if "asgi" in args.only:
+    if "asgi" in run.only:
         compare(
             "ASGI (Starlette, one route)",
             asgi_variants(),
             bm.time_asgi,
             "prometheus-fastapi-instrumentator",
-            rounds,
-            n,
-            chunks,
+            run,
         )
-    if "wsgi" in args.only:
+    if "wsgi" in run.only:
         compare(
             "WSGI (Flask, one route)",
             wsgi_variants(),
             bm.time_wsgi,
             "prometheus-flask-exporter",
-            rounds,
-            n,
-            chunks,
+            run,
         )
     print(f"\n- load average at the end {h.load_average()}")
 
 
-def compare(
-    title: str, variants: dict[str, Any], timer: Any, peer: str, rounds: int, n: int, chunks: int
-) -> None:
+def compare(title: str, variants: dict[str, Any], timer: Any, peer: str, run: h.Run) -> None:
     """One interleaved run of ``variants`` and its table, with the ratios to ``peer``."""
-    result = h.interleave(variants, timer, rounds, n, chunks=chunks)
+    result = h.interleave(variants, timer, run.rounds, run.requests, chunks=run.chunks)
     extra = [(SKELETON, peer), ("launchguard full", peer), ("launchguard full", SKELETON)]
     h.table(title, result, extra=extra)
 

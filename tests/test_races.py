@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,17 +159,7 @@ def test_two_first_requests_of_a_route_at_the_cap() -> None:
     labels = RouteLabels(max_routes=3, unmatched="__unmatched__")
     labels.admit("/a")
     labels.admit("/b")
-    got: list[str] = []
-    labels._lock.acquire()  # both threads miss the lock-free lookup and wait here
-    threads = [threading.Thread(target=lambda: got.append(labels.admit("/c"))) for _ in range(2)]
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(0.2)  # both are waiting on the lock by then
-    finally:
-        labels._lock.release()
-    for thread in threads:
-        thread.join()
+    got = _both_past_the_lock_free_check(labels._lock, labels.admit, "/c", "/c")
     assert got == ["/c", "/c"]
     assert labels.admit("/d") == "__overflow__"
 
@@ -216,20 +206,30 @@ def test_error_types_stay_capped_across_threads() -> None:
     metrics = RequestMetrics(CollectorRegistry(), (0.1, 1.0))
     for i in range(MAX_ERROR_TYPES - 1):
         metrics.bound_error_type(f"Error{i}")
+    got = _both_past_the_lock_free_check(
+        metrics._error_types_lock, metrics.bound_error_type, "LateA", "LateB"
+    )
+    assert "_OTHER" in got
+    assert len({"LateA", "LateB"} & set(got)) == 1
+    assert len(metrics._error_types) == MAX_ERROR_TYPES
+
+
+def _both_past_the_lock_free_check(
+    lock: Any, call: Callable[[str], str], first: str, second: str
+) -> list[str]:
+    """``call(first)`` and ``call(second)`` in two threads, both held at ``lock`` (taken here
+    first) so that both are past the lock-free check before either goes on; their results."""
     got: list[str] = []
-    metrics._error_types_lock.acquire()  # both threads miss the lock-free check and wait here
+    lock.acquire()
     threads = [
-        threading.Thread(target=lambda name=name: got.append(metrics.bound_error_type(name)))
-        for name in ("LateA", "LateB")
+        threading.Thread(target=lambda a=arg: got.append(call(a))) for arg in (first, second)
     ]
     try:
         for thread in threads:
             thread.start()
         time.sleep(0.2)  # both are waiting on the lock by then
     finally:
-        metrics._error_types_lock.release()
+        lock.release()
     for thread in threads:
         thread.join()
-    assert "_OTHER" in got
-    assert len({"LateA", "LateB"} & set(got)) == 1
-    assert len(metrics._error_types) == MAX_ERROR_TYPES
+    return got
