@@ -205,12 +205,12 @@ class AccessLog:
                         rid = f', "request_id": {_json(direct, request_id)}'
                 if ledger is not None:
                     count = ledger.count
-                    seconds = ledger.seconds
-                    if count == 0 and seconds == 0.0 and type(count) is int:
+                    db_seconds = ledger.seconds
+                    if count == 0 and db_seconds == 0.0 and type(count) is int:
                         db = _NO_STATEMENTS  # (a float's repr costs as much as the rest here)
                     else:
                         try:
-                            db_ms = round(seconds * 1_000_000) / 1000  # _milliseconds(), inline
+                            db_ms = round(db_seconds * 1_000_000) / 1000  # _milliseconds(), inline
                         except (OverflowError, ValueError):
                             raise _NotPlain from None  # not finite: the real renderer writes it
                         if type(count) is not int:

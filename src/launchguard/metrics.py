@@ -213,17 +213,18 @@ class RequestStore(FastHistogram):
         ]
 
     def collect(self) -> list[Metric]:
-        ended: dict[str, float] = {}
-        with self._lock:
+        with self._lock:  # the histogram and the gauge from the same moment
             self._fold()
-            for key, values in self._series.items():  # a series' observations: its bucket counts
-                ended[key[0]] = ended.get(key[0], 0.0) + sum(values[:-1])
+            snapshot = self._snapshot()
             # ``count`` shows its next value, the number of starts so far: "count(12)".
             started = {method: int(repr(c)[6:-1]) for method, c in self._starts.items()}
+        ended: dict[str, float] = {}
+        for key, values in snapshot[0]:  # a series' observations: its bucket counts
+            ended[key[0]] = ended.get(key[0], 0.0) + sum(values[:-1])
         gauge = GaugeMetricFamily(ACTIVE, _ACTIVE_HELP, labels=("http_request_method",))
         for method, count in started.items():
             gauge.add_metric([method], count - int(ended.get(method, 0)))
-        return [*super().collect(), gauge]
+        return [self._family(snapshot), gauge]
 
 
 class QueryHistograms:
@@ -449,16 +450,13 @@ class RequestMetrics:
 
     def bound_error_type(self, error_type: str) -> str:
         """``error_type`` itself, or ``_OTHER`` once ``MAX_ERROR_TYPES`` are known."""
-        if error_type not in self._error_types:
-            with self._error_types_lock:  # (new ones are rare; the cap holds across threads)
-                return self._admit_error_type(error_type)
-        return error_type
-
-    def _admit_error_type(self, error_type: str) -> str:
-        if error_type not in self._error_types:
-            if len(self._error_types) >= MAX_ERROR_TYPES:
-                return "_OTHER"
-            self._error_types.add(error_type)
+        if error_type in self._error_types:
+            return error_type
+        with self._error_types_lock:  # (new ones are rare; the cap holds across threads)
+            if error_type not in self._error_types:
+                if len(self._error_types) >= MAX_ERROR_TYPES:
+                    return "_OTHER"
+                self._error_types.add(error_type)
         return error_type
 
     def set_build_info(self, service: str, version: str, release: str) -> None:
